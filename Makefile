@@ -1,0 +1,65 @@
+# k3sllm developer entry points. `make setup` once, then `make test` (full) or `make check` (fast).
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(CURDIR)/$(VENV)/bin
+export PATH := $(BIN):$(PATH)
+export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
+export CONTAINERS_CONF := $(CURDIR)/molecule/_harness/containers.conf
+# Debian suites the molecule images are built for (override to test a subset).
+MOLECULE_SUITES ?= bookworm trixie
+MOLECULE_SCENARIOS ?= $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/molecule.yml)))
+PLAYBOOKS := site.yml $(wildcard playbooks/*.yml)
+
+.PHONY: help setup test check lint syntax pytest pytest-fast molecule images deps bench clean
+
+help:
+	@echo "make setup     create .venv and install the pinned tool-chain (idempotent)"
+	@echo "make test      full suite: lint, syntax check, pytest, molecule scenarios"
+	@echo "make check     fast inner loop: lint, syntax check, pytest without slow tests"
+	@echo "make molecule  molecule scenarios only (MOLECULE_SCENARIOS=default)"
+	@echo "make bench     benchmarks (print ratios against a baseline run alongside)"
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --disable-pip-version-check -r requirements.txt
+	@touch $@
+
+test: lint syntax pytest molecule
+
+check: lint syntax pytest-fast
+
+lint: setup
+	yamllint --strict .
+	ruff check .
+	ruff format --check .
+	ansible-lint
+
+syntax: setup
+	@for p in $(PLAYBOOKS); do ansible-playbook -i inventories/example --syntax-check "$$p" >/dev/null && echo "syntax ok: $$p"; done
+
+deps:
+	@scripts/install-test-deps.sh
+
+pytest: setup deps
+	pytest
+
+pytest-fast: setup
+	pytest -m "not slow"
+
+images: deps
+	@for s in $(MOLECULE_SUITES); do molecule/_harness/build-image.sh "$$s"; done
+
+molecule: setup images
+	@for s in $(MOLECULE_SCENARIOS); do echo "== molecule scenario $$s"; molecule test -s "$$s"; done
+
+bench: setup
+	@for b in $(wildcard bench/*/__main__.py); do d=$$(dirname "$$b"); echo "== $$d"; python -m "$${d//\//.}" --quick; done
+
+clean:
+	rm -rf .build .pytest_cache .ruff_cache

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Install the system packages the test suite needs, only those missing (CI machines start bare).
+# Debian/Ubuntu hosts; needs root or sudo.
+set -euo pipefail
+
+packages=(
+  # molecule harness: rootful podman with runc, local image builds with debootstrap
+  podman runc debootstrap fuse-overlayfs uidmap slirp4netns netavark aardvark-dns iptables
+  # throwaway PostgreSQL clusters for gateway tests
+  postgresql
+)
+
+missing=()
+for pkg in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if ((${#missing[@]} == 0)); then
+  echo "system test dependencies present"
+  exit 0
+fi
+
+sudo=""
+[[ $(id -u) -eq 0 ]] || sudo="sudo"
+echo "installing: ${missing[*]}"
+$sudo apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
