@@ -53,7 +53,9 @@ from ansible_collections.k3sllm.platform.plugins.module_utils.diskspace import s
 
 
 def main() -> None:
-    module = AnsibleModule(argument_spec={"path": {"type": "path", "required": True}}, supports_check_mode=True)
+    module = AnsibleModule(
+        argument_spec={"path": {"type": "path", "required": True}}, supports_check_mode=True
+    )
     try:
         result = space_for(module.params["path"])
     except OSError as exc:

@@ -1,0 +1,74 @@
+"""Fixtures shared by the repository-level tests."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+
+
+def ansible_env(**extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        ANSIBLE_CONFIG=str(REPO / "ansible.cfg"),
+        ANSIBLE_NOCOLOR="1",
+        ANSIBLE_FORCE_COLOR="0",
+        PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}",
+    )
+    env.update(extra)
+    return env
+
+
+@pytest.fixture
+def local_inventory(tmp_path: Path):
+    """Write a one-host inventory (this machine, connection local) with the given group vars."""
+
+    def _make(group_vars: dict) -> Path:
+        folder = tmp_path / "inventory"
+        (folder / "group_vars" / "all").mkdir(parents=True)
+        hosts = {
+            "all": {
+                "children": {
+                    "k3s_cluster": {
+                        "children": {
+                            "k3s_server": {
+                                "hosts": {
+                                    "localhost": {
+                                        "ansible_connection": "local",
+                                        "ansible_python_interpreter": sys.executable,
+                                    }
+                                }
+                            },
+                            "k3s_agent": {"hosts": {}},
+                        }
+                    }
+                }
+            }
+        }
+        (folder / "hosts.yml").write_text(yaml.safe_dump(hosts))
+        (folder / "group_vars" / "all" / "main.yml").write_text(yaml.safe_dump(group_vars))
+        return folder
+
+    return _make
+
+
+@pytest.fixture
+def run_playbook():
+    def _run(playbook: str, inventory: Path, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(BIN / "ansible-playbook"), "-i", str(inventory), str(REPO / playbook), *args],
+            cwd=REPO,
+            env=ansible_env(),
+            capture_output=True,
+            text=True,
+            timeout=240,
+        )
+
+    return _run
