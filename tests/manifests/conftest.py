@@ -1,0 +1,80 @@
+"""Render every manifest of an inventory through playbooks/render.yml (the product seam) once per
+test session, and hand the objects to the policy tests."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+from k3sllm_testlib import BIN, REPO, ansible_env
+
+HERE = Path(__file__).resolve().parent
+
+# The example users copy, plus test inventories for the other shapes (multi-node + ACME, airgap).
+INVENTORIES = {
+    "example": REPO / "inventories" / "example",
+    "acme-multinode": HERE / "inventories" / "acme-multinode",
+    "airgap": HERE / "inventories" / "airgap",
+}
+
+
+@dataclass
+class Rendered:
+    inventory: str
+    folder: Path
+    objects: list[dict]  # each with an extra "_file" key naming where it was rendered
+
+    def of_kind(self, kind: str) -> list[dict]:
+        return [obj for obj in self.objects if obj["kind"] == kind]
+
+    def component(self, name: str) -> list[dict]:
+        return [obj for obj in self.objects if obj["_file"].parent.name == name]
+
+
+def render(inventory: Path, out: Path) -> Rendered:
+    out.mkdir(parents=True, exist_ok=True)
+    result = subprocess.run(
+        [
+            str(BIN / "ansible-playbook"),
+            "-i",
+            str(inventory),
+            str(REPO / "playbooks" / "render.yml"),
+            "-e",
+            f"k3sllm_render_dir={out} k3sllm_artifacts_dir={out.parent / 'artifacts'}",
+        ],
+        cwd=REPO,
+        env=ansible_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    if result.returncode != 0:
+        pytest.fail(f"render.yml failed for {inventory}:\n{result.stdout[-4000:]}\n{result.stderr[-2000:]}")
+    objects = []
+    for path in sorted(out.rglob("*.yml")):
+        for doc in yaml.safe_load_all(path.read_text()):
+            if doc:
+                doc["_file"] = path
+                objects.append(doc)
+    return Rendered(inventory.name, out, objects)
+
+
+@pytest.fixture(scope="session")
+def rendered_all(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Rendered]:
+    base = tmp_path_factory.mktemp("rendered")
+    result = {}
+    for name, inventory in INVENTORIES.items():
+        # Copy so the run's artifacts (generated passwords) never land in the repository.
+        copy = base / name / "inventory"
+        shutil.copytree(inventory, copy)
+        result[name] = render(copy, base / name / "rendered")
+    return result
+
+
+@pytest.fixture(params=list(INVENTORIES), scope="session")
+def rendered(request: pytest.FixtureRequest, rendered_all: dict[str, Rendered]) -> Rendered:
+    return rendered_all[request.param]
