@@ -87,6 +87,9 @@ class HubStandIn:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self.port = port
+        # LFS content is served from a second port: a different origin, like the Hub's CDN, so clients
+        # stop following the redirect at HEAD time and do not forward the token there.
+        self.cdn_port = 0
         # Tokens the hub knows; any other token gets 401 "Invalid credentials", like a revoked token.
         self.tokens: set[str] = set(tokens or set())
         self.repos: dict[str, Repo] = {}
@@ -316,7 +319,7 @@ class HubStandIn:
             # Like the Hub: LFS content lives on a CDN; the resolve URL redirects there.
             headers = {
                 **common,
-                "Location": f"{self.url}/cdn-lfs/{repo_id}/{stored.sha256}",
+                "Location": f"{self.cdn_url}/cdn-lfs/{repo_id}/{stored.sha256}",
                 "X-Linked-Etag": f'"{stored.sha256}"',
                 "X-Linked-Size": str(stored.size),
                 "ETag": f'"{stored.oid}"',
@@ -422,6 +425,10 @@ class HubStandIn:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    @property
+    def cdn_url(self) -> str:
+        return f"http://127.0.0.1:{self.cdn_port}"
+
     def start(self) -> HubStandIn:
         self._thread = threading.Thread(target=self._serve, name="hf-hub-standin", daemon=True)
         self._thread.start()
@@ -436,13 +443,20 @@ class HubStandIn:
         self._loop.run_until_complete(self._runner.setup())
         site = web.TCPSite(self._runner, "127.0.0.1", self.port)
         self._loop.run_until_complete(site.start())
-        server = site._server
-        assert server is not None and server.sockets
-        self.port = server.sockets[0].getsockname()[1]
+        self.port = self._bound_port(site)
+        cdn = web.TCPSite(self._runner, "127.0.0.1", self.cdn_port)
+        self._loop.run_until_complete(cdn.start())
+        self.cdn_port = self._bound_port(cdn)
         self._started.set()
         self._loop.run_forever()
         self._loop.run_until_complete(self._runner.cleanup())
         self._loop.close()
+
+    @staticmethod
+    def _bound_port(site: web.TCPSite) -> int:
+        server = site._server
+        assert server is not None and server.sockets
+        return int(server.sockets[0].getsockname()[1])
 
     def stop(self) -> None:
         if self._loop is not None and self._thread is not None:
