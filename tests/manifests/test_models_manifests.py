@@ -1,0 +1,127 @@
+"""Policies for the serving manifests: engines, switcher, and the wall between them."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+pytestmark = pytest.mark.slow
+
+
+def engines(rendered):
+    return [obj for obj in rendered.component("vllm") if obj["kind"] == "Deployment"]
+
+
+def catalog(rendered) -> list[dict]:
+    """The switcher's rendered config is the catalog as the cluster will see it."""
+    (config_map,) = [o for o in rendered.component("switcher") if o["metadata"]["name"] == "switcher-config"]
+    return yaml.safe_load(config_map["data"]["config.yaml"])
+
+
+def test_one_engine_per_catalog_model(rendered):
+    config = catalog(rendered)
+    names = sorted(m["name"] for m in config["models"])
+    assert sorted(d["metadata"]["labels"]["k3sllm.io/model"] for d in engines(rendered)) == names
+    services = [o for o in rendered.component("vllm") if o["kind"] == "Service"]
+    assert sorted(s["metadata"]["name"] for s in services) == [f"vllm-{n}" for n in names]
+
+
+def test_engines_run_with_sleep_mode_and_dev_routes(rendered):
+    for deployment in engines(rendered):
+        (container,) = deployment["spec"]["template"]["spec"]["containers"]
+        assert "--enable-sleep-mode" in container["args"]
+        env = {e["name"]: e.get("value") for e in container["env"]}
+        assert env["VLLM_SERVER_DEV_MODE"] == "1"
+        assert env["HF_HUB_OFFLINE"] == "1"
+        assert container["resources"]["limits"]["nvidia.com/gpu"] == 1
+        assert deployment["spec"]["strategy"]["type"] == "Recreate"
+        assert deployment["spec"]["template"]["spec"]["runtimeClassName"] == "nvidia"
+        assert container["startupProbe"]["httpGet"]["path"] == "/health"
+
+
+def test_engine_args_follow_the_catalog(rendered):
+    config = {m["name"]: m for m in catalog(rendered)["models"]}
+    for deployment in engines(rendered):
+        model = deployment["metadata"]["labels"]["k3sllm.io/model"]
+        args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+        assert f"--served-model-name={model}" in args
+        assert f"--gpu-memory-utilization={config[model]['gpu_memory_utilization']}" in args
+
+
+def test_weights_are_mounted_read_only_from_the_pinned_revision(rendered):
+    for deployment in engines(rendered):
+        spec = deployment["spec"]["template"]["spec"]
+        (weights,) = [v for v in spec["volumes"] if v["name"] == "weights"]
+        revision_folder = weights["hostPath"]["path"].rsplit("/", 1)[-1]
+        assert len(revision_folder) == 40, weights["hostPath"]["path"]
+        (mount,) = [m for m in spec["containers"][0]["volumeMounts"] if m["name"] == "weights"]
+        assert mount["readOnly"] is True
+
+
+def test_engines_wait_for_the_switchers_boot_grant(rendered):
+    (switcher_service,) = [
+        o
+        for o in rendered.component("switcher")
+        if o["kind"] == "Service" and o["metadata"]["name"] == "switcher"
+    ]
+    port = switcher_service["spec"]["ports"][0]["port"]
+    for deployment in engines(rendered):
+        model = deployment["metadata"]["labels"]["k3sllm.io/model"]
+        (init,) = deployment["spec"]["template"]["spec"]["initContainers"]
+        env = {e["name"]: e["value"] for e in init["env"]}
+        namespace = deployment["metadata"]["namespace"]
+        assert env["BOOT_GRANT_URL"] == f"http://switcher.{namespace}.svc:{port}/boot/{model}"
+
+
+def test_only_the_switcher_and_prometheus_reach_the_engines(rendered):
+    policies = [o for o in rendered.objects if o["kind"] == "NetworkPolicy"]
+    (engine_policy,) = [
+        p
+        for p in policies
+        if p["spec"]["podSelector"].get("matchLabels", {}).get("app.kubernetes.io/name") == "vllm"
+    ]
+    sources = [peer for rule in engine_policy["spec"]["ingress"] for peer in rule["from"]]
+    pod_sources = [p["podSelector"]["matchLabels"] for p in sources if "podSelector" in p]
+    assert pod_sources == [{"app.kubernetes.io/name": "switcher"}]
+    # The namespace baseline denies everything else.
+    assert any(p["spec"]["podSelector"] == {} and p["spec"]["policyTypes"] == ["Ingress"] for p in policies)
+
+
+def test_no_ingress_points_at_an_engine(rendered):
+    engine_services = {o["metadata"]["name"] for o in rendered.component("vllm") if o["kind"] == "Service"}
+    for obj in rendered.objects:
+        if obj["kind"] == "Ingress":
+            for rule in obj["spec"].get("rules", []):
+                for path in rule.get("http", {}).get("paths", []):
+                    assert path["backend"]["service"]["name"] not in engine_services
+        if obj["kind"] == "IngressRoute":
+            for route in obj["spec"]["routes"]:
+                assert not {s["name"] for s in route["services"]} & engine_services
+
+
+def test_switcher_runs_on_the_engine_image_without_a_gpu(rendered):
+    (switcher,) = [o for o in rendered.component("switcher") if o["kind"] == "Deployment"]
+    (engine, *_) = engines(rendered)
+    container = switcher["spec"]["template"]["spec"]["containers"][0]
+    assert container["image"] == engine["spec"]["template"]["spec"]["containers"][0]["image"]
+    assert "nvidia.com/gpu" not in container["resources"].get("limits", {})
+    assert {"name": "NVIDIA_VISIBLE_DEVICES", "value": "void"} in container["env"]
+    assert switcher["spec"]["replicas"] == 1
+
+
+def test_switcher_config_points_at_each_engine_service(rendered):
+    services = {
+        (o["metadata"]["name"], o["metadata"]["namespace"]): o["spec"]["ports"][0]["port"]
+        for o in rendered.component("vllm")
+        if o["kind"] == "Service"
+    }
+    for model in catalog(rendered)["models"]:
+        host, port = model["base_url"].removeprefix("http://").split(":")
+        name, namespace = host.split(".")[:2]
+        assert services[(name, namespace)] == int(port)
+
+
+def test_switcher_code_is_shipped_whole(rendered):
+    (code,) = [o for o in rendered.component("switcher") if o["metadata"]["name"] == "switcher-code"]
+    assert "__main__.py" in code["data"]
+    assert all(key.endswith(".py") for key in code["data"])
