@@ -17,7 +17,7 @@ def local_inventory(tmp_path: Path):
 
     def _make(group_vars: dict) -> Path:
         folder = tmp_path / "inventory"
-        (folder / "group_vars" / "all").mkdir(parents=True)
+        (folder / "group_vars" / "all").mkdir(parents=True, exist_ok=True)
         hosts = {
             "all": {
                 "children": {

@@ -1,0 +1,122 @@
+"""The apply path of roles/k8s_apply, end to end through playbooks/models.yml, against a
+Kubernetes API stand-in: create, idempotent re-run, honest check mode, prune, secrets unlogged."""
+
+from __future__ import annotations
+
+import base64
+import re
+
+import pytest
+
+from standins.kube_apiserver import KubeApiServer
+
+pytestmark = pytest.mark.slow
+
+MODEL = {
+    "repo": "org/tiny",
+    "revision": "a" * 40,
+    "gpu_memory_utilization": 0.4,
+    "max_model_len": 2048,
+}
+
+
+def catalog(*names: str) -> list[dict]:
+    return [{**MODEL, "name": name} for name in names]
+
+
+def changed(output: str) -> int:
+    match = re.search(r"localhost\s+:\s+ok=\d+\s+changed=(\d+)", output)
+    assert match, output[-3000:]
+    return int(match.group(1))
+
+
+@pytest.fixture
+def api():
+    with KubeApiServer() as server:
+        yield server
+
+
+@pytest.fixture
+def cluster_inventory(local_inventory, api, tmp_path):
+    """An inventory whose fetched kubeconfig points at the stand-in, as after playbooks/k3s.yml."""
+    source = tmp_path / "switcher-src"
+    source.mkdir()
+    (source / "__main__.py").write_text("print('switcher')\n")
+
+    def _make(models: list[dict], **extra):
+        inventory = local_inventory(
+            {
+                "k3sllm_hostname": "llm.test",
+                "k3sllm_models": models,
+                "model_switcher_source_dir": str(source),
+                "model_switcher_admin_token": "not-a-real-token-0123456789",
+                **extra,
+            }
+        )
+        (inventory / "artifacts").mkdir(exist_ok=True)
+        (inventory / "artifacts" / "kubeconfig").write_text(api.kubeconfig())
+        return inventory
+
+    return _make
+
+
+def run_models(run_playbook, inventory, *args):
+    result = run_playbook("playbooks/models.yml", inventory, *args)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-4000:]
+    return output
+
+
+def test_apply_creates_then_changes_nothing(api, cluster_inventory, run_playbook):
+    inventory = cluster_inventory(catalog("alpha", "beta"))
+
+    first = run_models(run_playbook, inventory)
+    assert changed(first) > 0
+    assert api.store.names("Deployment") == ["switcher", "vllm-alpha", "vllm-beta"]
+    assert api.store.names("Namespace") == ["k3sllm"]
+    deployment = api.store.get("Deployment", "vllm-alpha", "k3sllm")
+    assert deployment["metadata"]["labels"]["k3sllm.io/component"] == "vllm"
+    # The admin token reached the cluster, and never the log.
+    secret = api.store.get("Secret", "switcher-admin-token", "k3sllm")
+    assert base64.b64decode(secret["data"]["admin-token"]).decode() == "not-a-real-token-0123456789"
+    assert "not-a-real-token-0123456789" not in first
+
+    writes = len(api.store.writes)
+    second = run_models(run_playbook, inventory)
+    assert changed(second) == 0, second[-4000:]
+    assert len(api.store.writes) == writes
+
+
+def test_check_mode_reports_without_writing(api, cluster_inventory, run_playbook):
+    run_models(run_playbook, cluster_inventory(catalog("alpha")))
+    writes = list(api.store.writes)
+    before = api.store.get("Deployment", "vllm-alpha", "k3sllm")["spec"]
+
+    edited = cluster_inventory([{**catalog("alpha")[0], "gpu_memory_utilization": 0.6}])
+    output = run_models(run_playbook, edited, "--check")
+    assert changed(output) > 0
+    assert api.store.writes == writes
+    assert api.store.get("Deployment", "vllm-alpha", "k3sllm")["spec"] == before
+
+
+def test_removing_a_model_prunes_its_engine(api, cluster_inventory, run_playbook):
+    run_models(run_playbook, cluster_inventory(catalog("alpha", "beta")))
+    assert "vllm-beta" in api.store.names("Service")
+
+    run_models(run_playbook, cluster_inventory(catalog("alpha")))
+    for kind in ("Deployment", "Service", "ServiceMonitor"):
+        names = api.store.names(kind)
+        assert "vllm-beta" not in names, kind
+        assert "vllm-alpha" in names, kind
+    # The switcher's catalog followed.
+    config = api.store.get("ConfigMap", "switcher-config", "k3sllm")["data"]["config.yaml"]
+    assert "vllm-alpha" in config
+    assert "vllm-beta" not in config
+
+
+def test_missing_kubeconfig_names_the_fix(local_inventory, run_playbook):
+    inventory = local_inventory({"k3sllm_hostname": "llm.test", "k3sllm_models": catalog("alpha")})
+    result = run_playbook("playbooks/models.yml", inventory)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "Run playbooks/k3s.yml" in output
