@@ -67,9 +67,11 @@ def run_models(run_playbook, inventory, *args):
     return output
 
 
-def test_apply_creates_then_changes_nothing(api, cluster_inventory, run_playbook):
+def test_apply_lifecycle(api, cluster_inventory, run_playbook):
+    """One cluster through its life: create, re-run, check mode, model removed (each run ~20 s)."""
     inventory = cluster_inventory(catalog("alpha", "beta"))
 
+    # 1. First run creates everything, labelled for pruning.
     first = run_models(run_playbook, inventory)
     assert changed(first) > 0
     assert api.store.names("Deployment") == ["switcher", "vllm-alpha", "vllm-beta"]
@@ -81,34 +83,26 @@ def test_apply_creates_then_changes_nothing(api, cluster_inventory, run_playbook
     assert base64.b64decode(secret["data"]["admin-token"]).decode() == "not-a-real-token-0123456789"
     assert "not-a-real-token-0123456789" not in first
 
-    writes = len(api.store.writes)
+    # 2. A second run with the same inventory changes and writes nothing.
+    writes = list(api.store.writes)
     second = run_models(run_playbook, inventory)
     assert changed(second) == 0, second[-4000:]
-    assert len(api.store.writes) == writes
+    assert api.store.writes == writes
 
-
-def test_check_mode_reports_without_writing(api, cluster_inventory, run_playbook):
-    run_models(run_playbook, cluster_inventory(catalog("alpha")))
-    writes = list(api.store.writes)
+    # 3. Check mode reports a catalog edit as a change, through the server's dry run, and writes nothing.
     before = api.store.get("Deployment", "vllm-alpha", "k3sllm")["spec"]
-
-    edited = cluster_inventory([{**catalog("alpha")[0], "gpu_memory_utilization": 0.6}])
-    output = run_models(run_playbook, edited, "--check")
-    assert changed(output) > 0
+    edited = cluster_inventory([{**catalog("alpha")[0], "gpu_memory_utilization": 0.6}, catalog("beta")[0]])
+    checked = run_models(run_playbook, edited, "--check")
+    assert changed(checked) > 0
     assert api.store.writes == writes
     assert api.store.get("Deployment", "vllm-alpha", "k3sllm")["spec"] == before
 
-
-def test_removing_a_model_prunes_its_engine(api, cluster_inventory, run_playbook):
-    run_models(run_playbook, cluster_inventory(catalog("alpha", "beta")))
-    assert "vllm-beta" in api.store.names("Service")
-
+    # 4. Removing a model from the catalog prunes its engine; the other stays.
     run_models(run_playbook, cluster_inventory(catalog("alpha")))
     for kind in ("Deployment", "Service", "ServiceMonitor"):
         names = api.store.names(kind)
         assert "vllm-beta" not in names, kind
         assert "vllm-alpha" in names, kind
-    # The switcher's catalog followed.
     config = api.store.get("ConfigMap", "switcher-config", "k3sllm")["data"]["config.yaml"]
     assert "vllm-alpha" in config
     assert "vllm-beta" not in config
