@@ -8,6 +8,9 @@ import json
 import pytest
 import yaml
 
+# Each case runs ansible-playbook (a few seconds).
+pytestmark = pytest.mark.slow
+
 UBUNTU_NOBLE = {
     "distribution": "Ubuntu",
     "distribution_version": "24.04",

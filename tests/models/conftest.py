@@ -16,7 +16,6 @@ from models.weights_data import GATED_ID, REPO_ID, SHARD, TOKEN_GRANTED, TOKEN_O
 from standins.hf_hub import HubStandIn
 
 
-
 @pytest.fixture
 def hub(tmp_path: Path) -> Iterator[HubStandIn]:
     stand_in = HubStandIn(tmp_path / "hub", tokens={TOKEN_OTHER})
@@ -71,7 +70,8 @@ def run_weights(
         result = json.loads(capsys.readouterr().out)
         # ansible-core 2.19 returns warnings as structured events; tests compare their text.
         result["warnings"] = [
-            w["event"]["msg"] if isinstance(w, dict) and "event" in w else str(w) for w in result.get("warnings", [])
+            w["event"]["msg"] if isinstance(w, dict) and "event" in w else str(w)
+            for w in result.get("warnings", [])
         ]
         return result
 

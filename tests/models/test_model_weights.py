@@ -114,28 +114,49 @@ def test_checksum_mismatch_after_retries_fails_and_installs_nothing(run_weights,
     result = run_weights(retries=2)
     assert result["failed"] is True
     assert result["error_kind"] == "checksum_mismatch"
-    assert SHARD1 in result["msg"] and "3 times" in result["msg"] and hub.file(REPO_ID, SHARD1).sha256 in result["msg"]
+    assert (
+        SHARD1 in result["msg"]
+        and "3 times" in result["msg"]
+        and hub.file(REPO_ID, SHARD1).sha256 in result["msg"]
+    )
     assert len(hub.requests("GET", hub.file(REPO_ID, SHARD1).sha256)) == 3
     assert not (tmp_path / "weights" / "tiny" / sha / SHARD1).exists()
     progress = json.loads((tmp_path / "weights" / "tiny" / sha / ".k3sllm" / "progress.json").read_text())
     assert progress["state"] == "failed" and "verification" in progress["message"]
 
 
-def test_connection_cut_mid_file_is_resumed_with_a_range_request(run_weights, hub, sha, tmp_path):
+@pytest.mark.parametrize(
+    ("transfer", "resumed_at"),
+    # Our stream keeps every byte received; huggingface_hub's http_get keeps whole 10 MiB read chunks.
+    [("http", 11 << 20), ("huggingface_hub", 10 << 20)],
+)
+def test_connection_cut_mid_file_is_resumed_with_a_range_request(
+    run_weights, hub, sha, tmp_path, transfer, resumed_at
+):
     hub.inject(REPO_ID, SHARD1, "cut", at=11 << 20)
-    result = run_weights()
+    result = run_weights(transfer=transfer)
     assert result["changed"] is True
     ranges = [r["range"] for r in hub.requests("GET", hub.file(REPO_ID, SHARD1).sha256)]
-    # huggingface_hub keeps the whole 10 MiB chunks it received and asks for the rest only.
-    assert ranges == [None, f"bytes={10 << 20}-"]
+    assert ranges == [None, f"bytes={resumed_at}-"]
     assert sha256_of(tmp_path / "weights" / "tiny" / sha / SHARD1) == hub.file(REPO_ID, SHARD1).sha256
+
+
+def test_both_transfers_give_the_same_verified_snapshot(run_weights, hub, sha, tmp_path):
+    fast = run_weights(name="a")
+    hub_client = run_weights(name="b", transfer="huggingface_hub")
+    assert fast["fetched"] == hub_client["fetched"] and fast["bytes_fetched"] == hub_client["bytes_fetched"]
+    assert_snapshot_matches_hub(hub, Path(hub_client["path"]), ALL_FILES)
+    assert_snapshot_matches_hub(hub, Path(fast["path"]), ALL_FILES)
 
 
 def test_killed_download_resumes_from_its_partial_file_in_the_next_run(hub, tmp_path):
     big = hub.add_commit("standin/big", {"model.safetensors": 24 << 20}, seed=7)
     digest = hub.file("standin/big", "model.safetensors").sha256
     weights = tmp_path / "weights"
-    partial = weights / "big" / big / ".k3sllm" / "partial" / f"{digest}.part"
+    from ansible_collections.k3sllm.platform.plugins.module_utils import weights as w
+
+    target = weights / "big" / big
+    partial = w.partial_path(target, w.WeightFile("model.safetensors", 24 << 20, sha256=digest))
     hub.rate_bps = 8 << 20  # slow enough to kill the process mid-file
     script = textwrap.dedent(
         f"""
@@ -158,10 +179,10 @@ def test_killed_download_resumes_from_its_partial_file_in_the_next_run(hub, tmp_
     assert 0 < kept < 24 << 20
     hub.rate_bps = 0
 
-    from ansible_collections.k3sllm.platform.plugins.module_utils import weights as w
-
     source = w.open_source("standin/big", big, endpoint=hub.url)
-    result = w.ensure_weights(name="big", repo="standin/big", revision=big, weights_dir=weights, source=source)
+    result = w.ensure_weights(
+        name="big", repo="standin/big", revision=big, weights_dir=weights, source=source
+    )
     assert result["changed"] is True and result["resumed_bytes"] == kept
     assert result["bytes_fetched"] == (24 << 20) - kept
     assert hub.requests("GET", digest)[-1]["range"] == f"bytes={kept}-"
@@ -283,7 +304,9 @@ def test_offline_tarball_is_verified(run_weights, hub, sha, tmp_path):
     tarball = tmp_path / "tiny.tar.gz"
     with tarfile.open(tarball, "w:gz") as tar:
         tar.add(online["path"], arcname=".")
-    result = run_weights(name="airgap", offline_source=str(tarball), allow_patterns=["*.json", "*.safetensors"])
+    result = run_weights(
+        name="airgap", offline_source=str(tarball), allow_patterns=["*.json", "*.safetensors"]
+    )
     assert result["changed"] is True and result["source"] == "tarball"
     assert set(result["fetched"]) == set(online["files"])
     assert_snapshot_matches_hub(hub, Path(result["path"]), set(online["files"]))

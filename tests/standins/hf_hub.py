@@ -94,7 +94,9 @@ class HubStandIn:
         self.tokens: set[str] = set(tokens or set())
         self.repos: dict[str, Repo] = {}
         self.faults: dict[tuple[str, str], Fault] = {}  # (repo_id, path) -> fault
-        self.rate_bps: int = 0  # 0: unthrottled
+        self.rate_bps: int = 0  # per response stream; 0: unthrottled
+        self.link_bps: int = 0  # all streams together, like one network link; 0: unthrottled
+        self._link_free_at = 0.0
         self.log: list[dict[str, Any]] = []
         self.bytes_sent = 0
         self._lock = threading.Lock()
@@ -387,6 +389,8 @@ class HubStandIn:
                     return response
                 await response.write(block)
                 sent += len(block)
+                if self.link_bps:
+                    await self._pace_link(len(block))
                 if self.rate_bps:
                     ahead = sent / self.rate_bps - (time.monotonic() - began)
                     if ahead > 0:
@@ -394,6 +398,14 @@ class HubStandIn:
         self._count(sent)
         await response.write_eof()
         return response
+
+    async def _pace_link(self, n: int) -> None:
+        # One shared clock for every stream (all on this event loop): a block may leave once the link
+        # has carried the blocks before it.
+        now = time.monotonic()
+        self._link_free_at = max(now, self._link_free_at) + n / self.link_bps
+        if self._link_free_at > now:
+            await asyncio.sleep(self._link_free_at - now)
 
     def _count(self, sent: int) -> None:
         with self._lock:
@@ -503,8 +515,12 @@ def main() -> None:
     parser.add_argument("--root", default="/tmp/hf-hub-standin")
     parser.add_argument("--demo", action="store_true", help="serve standin/tiny-llm")
     parser.add_argument("--repo-spec", help="JSON file: {repo_id: {path: size-or-text}}")
+    parser.add_argument(
+        "--link-mbps", type=float, default=0, help="emulate a network link of this many Mbit/s"
+    )
     args = parser.parse_args()
     hub = HubStandIn(args.root, port=args.port)
+    hub.link_bps = int(args.link_mbps * 1_000_000 / 8)
     if args.demo:
         print("standin/tiny-llm", demo_repo(hub), flush=True)
     if args.repo_spec:

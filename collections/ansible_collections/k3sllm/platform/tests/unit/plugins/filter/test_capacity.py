@@ -52,7 +52,11 @@ def test_awake_set_over_the_gpu_is_named_with_numbers():
     violation = result["violations"][0]
     assert violation["models"] == ["a", "b"]
     assert violation["total_fraction"] == pytest.approx(0.99 + 1024 / H100, abs=1e-4)
-    assert "a 0.5" in violation["message"] and "b 0.49" in violation["message"] and "81559 MiB" in violation["message"]
+    assert (
+        "a 0.5" in violation["message"]
+        and "b 0.49" in violation["message"]
+        and "81559 MiB" in violation["message"]
+    )
     assert result["summary"] == violation["message"]
 
 
@@ -76,7 +80,10 @@ def test_a_model_that_cannot_wake_even_alone():
     models = [model("big", 0.95), *[model(f"s{i}", 0.1) for i in range(5)]]
     result = plan(models, gpu_memory_mib=40960, weight_bytes={})
     assert rules(result) == ["vram_single_model"]
-    assert result["violations"][0]["model"] == "big" and "5 sleeping engines" in result["violations"][0]["message"]
+    assert (
+        result["violations"][0]["model"] == "big"
+        and "5 sleeping engines" in result["violations"][0]["message"]
+    )
 
 
 def test_weights_larger_than_the_vram_share():
@@ -110,7 +117,10 @@ def test_disk_counts_only_what_is_still_to_download():
     sizes = {"a": 30 * GIB, "b": 30 * GIB}
     short = plan(models, weight_bytes=sizes, disk_free_bytes=40 * GIB)
     assert rules(short) == ["disk"]
-    assert short["violations"][0]["download_bytes"] == 60 * GIB and short["violations"][0]["free_bytes"] == 40 * GIB
+    assert (
+        short["violations"][0]["download_bytes"] == 60 * GIB
+        and short["violations"][0]["free_bytes"] == 40 * GIB
+    )
     partly_there = plan(models, weight_bytes=sizes, present_bytes={"a": 30 * GIB}, disk_free_bytes=40 * GIB)
     assert partly_there["ok"]
     assert partly_there["disk"]["download_bytes"] == 30 * GIB

@@ -71,7 +71,9 @@ def ensure(tmp_path: Path, source: MemorySource, **kwargs: object) -> dict:
 
 def test_git_blob_ids_match_git():
     # Known ids from git itself (git hash-object): the empty blob and "hello\n".
-    assert w.WeightFile("e", 0, blob_id="x").hasher().hexdigest() == "e69de29bb2d1d6434b8b29ae775ad8c2e48c5391"
+    assert (
+        w.WeightFile("e", 0, blob_id="x").hasher().hexdigest() == "e69de29bb2d1d6434b8b29ae775ad8c2e48c5391"
+    )
     h = w.WeightFile("h", 6, blob_id="x").hasher()
     h.update(b"hello\n")
     assert h.hexdigest() == "ce013625030ba8dba906f756967f9e9ca394464a"
@@ -80,8 +82,15 @@ def test_git_blob_ids_match_git():
 def test_select_files_follows_huggingface_hub_pattern_rules():
     files = [w.WeightFile(p, 1) for p in ("a.json", "m.safetensors", "original/c.pth", "sub/x.json")]
     assert [f.path for f in w.select_files(files, ["*.json"], None)] == ["a.json", "sub/x.json"]
-    assert [f.path for f in w.select_files(files, None, ["original/"])] == ["a.json", "m.safetensors", "sub/x.json"]
-    assert [f.path for f in w.select_files(files, ["*.json", "*.safetensors"], ["sub/*"])] == ["a.json", "m.safetensors"]
+    assert [f.path for f in w.select_files(files, None, ["original/"])] == [
+        "a.json",
+        "m.safetensors",
+        "sub/x.json",
+    ]
+    assert [f.path for f in w.select_files(files, ["*.json", "*.safetensors"], ["sub/*"])] == [
+        "a.json",
+        "m.safetensors",
+    ]
     assert w.select_files(files, ["*.gguf"], None) == []
 
 
@@ -230,4 +239,6 @@ def test_describe_model_uses_a_complete_local_manifest(tmp_path):
     ensure(tmp_path, source, allow_patterns=["*.safetensors"])
     model = {"name": "m", "repo": "org/m", "revision": "0" * 40, "allow_patterns": ["*.safetensors"]}
     described = w.describe_model(model, weights_dir=tmp_path)
-    assert described["bytes"] == 1234 and described["present_bytes"] == 1234 and described["source"] == "local"
+    assert (
+        described["bytes"] == 1234 and described["present_bytes"] == 1234 and described["source"] == "local"
+    )

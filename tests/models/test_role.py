@@ -1,0 +1,106 @@
+"""roles/model_weights end to end against the Hugging Face Hub stand-in: async download with progress,
+idempotent re-run, honest check mode, capacity plan refusal."""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+
+import pytest
+from models.weights_data import REPO_ID, SHARD
+
+pytestmark = pytest.mark.slow
+
+
+def catalog(sha: str) -> list[dict]:
+    return [
+        {
+            "name": "tiny",
+            "repo": REPO_ID,
+            "revision": sha,
+            "allow_patterns": ["*.json", "*.safetensors"],
+            "gpu_memory_utilization": 0.4,
+            "max_model_len": 256,
+            "awake_by_default": True,
+        },
+        {
+            "name": "tiny-main",
+            "repo": REPO_ID,
+            "revision": "main",
+            "allow_patterns": ["config.json"],
+            "gpu_memory_utilization": 0.4,
+            "max_model_len": 256,
+        },
+    ]
+
+
+@pytest.fixture
+def inventory(local_inventory, hub, sha, tmp_path):
+    def _make(**overrides: object) -> Path:
+        settings = {
+            "k3sllm_hostname": "llm.test",
+            "k3sllm_gpu_required": False,
+            "k3sllm_models": catalog(sha),
+            "k3sllm_weights_dir": str(tmp_path / "weights"),
+            "k3sllm_hf_endpoint": hub.url,
+            "k3sllm_host_ram_reserve_gib": 0.5,
+            "model_weights_install_hub": False,
+            "model_weights_python": sys.executable,
+            "model_weights_progress_interval": 1,
+        }
+        settings.update(overrides)
+        return local_inventory(settings)
+
+    return _make
+
+
+def recap(stdout: str) -> dict[str, int]:
+    match = re.search(r"localhost\s+:\s+ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", stdout)
+    assert match, stdout
+    return dict(zip(("ok", "changed", "unreachable", "failed"), map(int, match.groups()), strict=True))
+
+
+def test_role_downloads_with_progress_then_changes_nothing(inventory, hub, sha, tmp_path, run_playbook):
+    hub.rate_bps = (
+        1 << 20
+    )  # the 12 MiB shard takes 12 s: a few progress lines (an Ansible task takes ~1 s here)
+    inv = inventory()
+    run = run_playbook("tests/models/playbooks/role.yml", inv)
+    assert run.returncode == 0, run.stdout + run.stderr
+    percents = [float(p) for p in re.findall(r"tiny: downloading ([\d.]+)% \(.*MiB/s.*ETA", run.stdout)]
+    assert len(percents) >= 2 and max(percents) > 0, run.stdout
+    assert "tiny: fetched 7 files" in run.stdout
+    assert 'is pinned to \\"main\\"' in run.stdout or 'pinned to "main"' in run.stdout
+    weights = json.loads(re.search(r"WEIGHT_BYTES=(\{.*?\})", run.stdout).group(1))
+    assert weights["tiny"] == SHARD + SHARD // 2 + sum(
+        hub.file(REPO_ID, f).size
+        for f in ("config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json")
+        + ("model.safetensors.index.json",)
+    )
+    assert (tmp_path / "weights" / "tiny" / sha / "model-00001-of-00002.safetensors").stat().st_size == SHARD
+    assert (tmp_path / "weights" / "tiny-main" / "main" / "config.json").exists()
+    assert recap(run.stdout)["changed"] >= 2
+
+    hub.rate_bps = 0
+    again = run_playbook("tests/models/playbooks/role.yml", inv)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert recap(again.stdout)["changed"] == 0, again.stdout
+    assert "tiny: up to date" in again.stdout
+
+
+def test_role_check_mode_reports_and_writes_nothing(inventory, hub, tmp_path, run_playbook):
+    run = run_playbook("tests/models/playbooks/role.yml", inventory(), "--check")
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "tiny: would fetch 7 of 7 files" in run.stdout
+    assert "tiny-main: would fetch 1 of 1 files" in run.stdout
+    assert not (tmp_path / "weights").exists()
+    assert hub.requests("GET", "/cdn-lfs/") == []
+
+
+def test_role_refuses_a_catalog_that_does_not_fit_before_downloading(inventory, hub, run_playbook):
+    run = run_playbook("tests/models/playbooks/role.yml", inventory(k3sllm_host_ram_reserve_gib=100000))
+    assert run.returncode != 0
+    assert "Capacity plan:" in run.stdout and "sleep level 1" in run.stdout and "tiny" in run.stdout
+    assert hub.requests("GET", "/cdn-lfs/") == [] and hub.requests("HEAD") == []
