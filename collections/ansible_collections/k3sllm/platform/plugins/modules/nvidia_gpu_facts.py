@@ -30,11 +30,8 @@ options:
     description: Seconds to wait for nvidia-smi, which can hang when the driver is wedged.
     type: int
     default: 30
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    support: none
+extends_documentation_fragment:
+  - k3sllm.platform.read_only
 """
 
 EXAMPLES = r"""

@@ -18,11 +18,8 @@ options:
     description: The path whose file system to measure.
     type: path
     required: true
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    support: none
+extends_documentation_fragment:
+  - k3sllm.platform.read_only
 """
 
 EXAMPLES = r"""

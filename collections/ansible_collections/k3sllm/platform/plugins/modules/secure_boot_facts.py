@@ -20,11 +20,8 @@ options:
     description: Folder of EFI variables; tests point it at a fake tree.
     type: path
     default: /sys/firmware/efi/efivars
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    support: none
+extends_documentation_fragment:
+  - k3sllm.platform.read_only
 """
 
 EXAMPLES = r"""
