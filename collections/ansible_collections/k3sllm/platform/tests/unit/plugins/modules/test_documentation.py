@@ -34,11 +34,12 @@ def argument_spec_keys(path: Path) -> set[str]:
     for node in ast.walk(tree):
         if isinstance(node, ast.keyword) and node.arg == "argument_spec" and isinstance(node.value, ast.Dict):
             return {key.value for key in node.value.keys if isinstance(key, ast.Constant)}
-        if isinstance(node, ast.Assign) and any(
-            isinstance(t, ast.Name) and t.id.upper() == "ARGUMENT_SPEC" for t in node.targets
+        if (
+            isinstance(node, ast.Assign)
+            and any(isinstance(t, ast.Name) and t.id.upper() == "ARGUMENT_SPEC" for t in node.targets)
+            and isinstance(node.value, ast.Dict)
         ):
-            if isinstance(node.value, ast.Dict):
-                return {key.value for key in node.value.keys if isinstance(key, ast.Constant)}
+            return {key.value for key in node.value.keys if isinstance(key, ast.Constant)}
     return set()
 
 
