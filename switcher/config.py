@@ -72,7 +72,6 @@ class Policy(_Strict):
     queue_timeout_seconds: PositiveSeconds = 300.0
     sleep_timeout_seconds: PositiveSeconds = 120.0
     wake_timeout_seconds: PositiveSeconds = 120.0
-    switch_timeout_seconds: PositiveSeconds = 300.0
     batch_window_seconds: NonNegativeSeconds = 0.0
     retry_backoff_initial_seconds: PositiveSeconds = 5.0
     retry_backoff_max_seconds: PositiveSeconds = 120.0

@@ -27,30 +27,30 @@ class EngineUnreachable(EngineError):
 
 
 class EngineClient:
-    def __init__(self, session: aiohttp.ClientSession, base_url: str, probe_timeout: float) -> None:
-        self.session = session
+    def __init__(self, base_url: str, probe_timeout: float, session: aiohttp.ClientSession | None = None):
+        self.session: aiohttp.ClientSession = session  # type: ignore[assignment]  # set by Manager.start
         self.base_url = base_url
         self.probe_timeout = probe_timeout
 
     async def _call(
-        self, method: str, path: str, timeout: float, payload: object | None = None
+        self, method: str, path: str, seconds: float, payload: object | None = None
     ) -> tuple[int, bytes]:
         url = self.base_url + path
         try:
             async with self.session.request(
-                method, url, json=payload, timeout=aiohttp.ClientTimeout(total=timeout)
+                method, url, json=payload, timeout=aiohttp.ClientTimeout(total=seconds)
             ) as resp:
                 body = await resp.read()
                 return resp.status, body
         except (aiohttp.ClientConnectorError, aiohttp.ServerDisconnectedError, ConnectionError) as exc:
             raise EngineUnreachable(f"{method} {url}: engine unreachable ({exc})") from None
         except TimeoutError:
-            raise EngineError(f"{method} {url}: no answer within {timeout:g}s") from None
+            raise EngineError(f"{method} {url}: no answer within {seconds:g}s") from None
         except aiohttp.ClientError as exc:
             raise EngineError(f"{method} {url}: {exc.__class__.__name__}: {exc}") from None
 
-    async def _ok(self, method: str, path: str, timeout: float, payload: object | None = None) -> bytes:
-        status, body = await self._call(method, path, timeout, payload)
+    async def _ok(self, method: str, path: str, seconds: float, payload: object | None = None) -> bytes:
+        status, body = await self._call(method, path, seconds, payload)
         if status >= 300:
             text = body[:300].decode(errors="replace")
             raise EngineError(f"{method} {self.base_url}{path}: HTTP {status}: {text}")
@@ -63,8 +63,8 @@ class EngineClient:
             return False
         return status == 200
 
-    async def is_sleeping(self, timeout: float | None = None) -> bool:
-        body = await self._ok("GET", "/is_sleeping", timeout or self.probe_timeout)
+    async def is_sleeping(self, seconds: float | None = None) -> bool:
+        body = await self._ok("GET", "/is_sleeping", seconds or self.probe_timeout)
         try:
             return bool(json.loads(body)["is_sleeping"])
         except (ValueError, KeyError, TypeError):
@@ -100,25 +100,25 @@ class EngineClient:
             await asyncio.sleep(min(delay, max(remaining, 0)))
             delay = min(delay * 2, 0.5)
 
-    async def sleep(self, level: int, timeout: float, mode: str | None = None) -> None:
+    async def sleep(self, level: int, seconds: float, mode: str | None = None) -> None:
         """``POST /sleep?level=N`` (query parameter: vLLM ignores a JSON body), then confirm."""
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + seconds
         query = f"/sleep?level={level}" + (f"&mode={mode}" if mode else "")
-        await self._ok("POST", query, timeout)
+        await self._ok("POST", query, seconds)
         await self._wait_sleeping(True, deadline)
 
-    async def wake(self, level: int, timeout: float) -> None:
+    async def wake(self, level: int, seconds: float) -> None:
         """Wake, reset the prefix cache (stale after a sleep), confirm awake.
 
         Level 2 discarded the weights: wake the weight memory, reload weights into it, then the KV
         cache, in that order so the KV cache is sized after the weights are in place.
         """
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + seconds
 
         def left() -> float:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise EngineError(f"{self.base_url}: wake did not finish within {timeout:g}s")
+                raise EngineError(f"{self.base_url}: wake did not finish within {seconds:g}s")
             return remaining
 
         if level == 2:

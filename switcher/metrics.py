@@ -76,12 +76,26 @@ class Metrics:
             registry=r,
         )
         self.inflight = Gauge(
-            "k3sllm_switcher_inflight_requests", "Requests being forwarded to each engine.", ["model"], registry=r
+            "k3sllm_switcher_inflight_requests",
+            "Requests being forwarded to each engine.",
+            ["model"],
+            registry=r,
         )
         self.boot_grants = Counter(
             "k3sllm_switcher_boot_grants", "Boot grants given to engines.", ["model"], registry=r
         )
         self._request_children: dict[tuple[str, int], Counter] = {}
+
+    def add_model(self, model: str, state: str) -> None:
+        """Create every series of a model at zero, so rate() and absent() alerts work from the start."""
+        self.set_state(model, state)
+        for outcome in ("success", "failed"):
+            self.switches.labels(model=model, outcome=outcome)
+        self.drain_timeouts.labels(model=model)
+        self.queue_rejected.labels(model=model)
+        self.queue_wait.labels(model=model)
+        for phase in ("drain", "sleep", "wake", "total"):
+            self.switch_duration.labels(phase=phase)
 
     def set_state(self, model: str, state: str) -> None:
         for candidate in STATES:

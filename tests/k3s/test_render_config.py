@@ -14,8 +14,15 @@ pytestmark = pytest.mark.slow
 
 def render(inventory: Path, out: Path, *extra: str) -> dict[str, dict]:
     result = subprocess.run(
-        [str(BIN / "ansible-playbook"), "-i", str(inventory), str(REPO / "tests/k3s/render.yml"),
-         "-e", f"k3s_render_dir={out}", *extra],  # fmt: skip
+        [
+            str(BIN / "ansible-playbook"),
+            "-i",
+            str(inventory),
+            str(REPO / "tests/k3s/render.yml"),
+            "-e",
+            f"k3s_render_dir={out}",
+            *extra,
+        ],
         cwd=REPO,
         env=ansible_env(),
         capture_output=True,
@@ -23,7 +30,9 @@ def render(inventory: Path, out: Path, *extra: str) -> dict[str, dict]:
         timeout=240,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    return {p.name.removesuffix(".config.yaml"): yaml.safe_load(p.read_text()) for p in out.glob("*.config.yaml")}
+    return {
+        p.name.removesuffix(".config.yaml"): yaml.safe_load(p.read_text()) for p in out.glob("*.config.yaml")
+    }
 
 
 @pytest.fixture(scope="module")

@@ -129,6 +129,39 @@ def check_middleware(obj: dict) -> Problems:
     return [] if _spec(obj) else ["spec is required"]
 
 
+TLS_VERSIONS = {"VersionTLS10", "VersionTLS11", "VersionTLS12", "VersionTLS13"}
+
+
+def check_tls_option(obj: dict) -> Problems:
+    spec, problems = _spec(obj), []
+    for field in ("minVersion", "maxVersion"):
+        if field in spec and spec[field] not in TLS_VERSIONS:
+            problems.append(f"spec.{field} must be one of {sorted(TLS_VERSIONS)}, got {spec[field]!r}")
+    unknown = set(spec) - {
+        "minVersion", "maxVersion", "cipherSuites", "curvePreferences", "clientAuth", "sniStrict",
+        "alpnProtocols", "disableSessionTickets", "preferServerCipherSuites",
+    }  # fmt: skip
+    if unknown:
+        problems.append(f"unknown TLSOption spec fields: {sorted(unknown)}")
+    return problems
+
+
+def check_tls_store(obj: dict) -> Problems:
+    spec, problems = _spec(obj), []
+    if obj["metadata"]["name"] != "default":
+        problems.append("Traefik only uses the TLSStore named default")
+    default = spec.get("defaultCertificate")
+    if default is not None and not default.get("secretName"):
+        problems.append("spec.defaultCertificate.secretName is required")
+    for index, certificate in enumerate(spec.get("certificates") or []):
+        if not certificate.get("secretName"):
+            problems.append(f"spec.certificates[{index}].secretName is required")
+    unknown = set(spec) - {"defaultCertificate", "certificates", "defaultGeneratedCert"}
+    if unknown:
+        problems.append(f"unknown TLSStore spec fields: {sorted(unknown)}")
+    return problems
+
+
 CHECKERS: dict[tuple[str, str], Callable[[dict], Problems]] = {
     ("helm.cattle.io/v1", "HelmChart"): check_helm_chart,
     ("helm.cattle.io/v1", "HelmChartConfig"): check_helm_chart_config,
@@ -139,4 +172,6 @@ CHECKERS: dict[tuple[str, str], Callable[[dict], Problems]] = {
     ("monitoring.coreos.com/v1", "PrometheusRule"): check_prometheus_rule,
     ("traefik.io/v1alpha1", "IngressRoute"): check_ingress_route,
     ("traefik.io/v1alpha1", "Middleware"): check_middleware,
+    ("traefik.io/v1alpha1", "TLSOption"): check_tls_option,
+    ("traefik.io/v1alpha1", "TLSStore"): check_tls_store,
 }

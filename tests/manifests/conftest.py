@@ -13,6 +13,8 @@ import yaml
 from k3sllm_testlib import BIN, REPO, ansible_env
 
 HERE = Path(__file__).resolve().parent
+# Seconds for one inventory's render; the first test that needs the renders waits for all three.
+RENDER_TIMEOUT = 600
 
 # The example users copy, plus test inventories for the other shapes (multi-node + ACME, airgap).
 INVENTORIES = {
@@ -50,7 +52,7 @@ def render(inventory: Path, out: Path) -> Rendered:
         env=ansible_env(),
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=RENDER_TIMEOUT,
     )
     if result.returncode != 0:
         pytest.fail(f"render.yml failed for {inventory}:\n{result.stdout[-4000:]}\n{result.stderr[-2000:]}")
@@ -61,6 +63,13 @@ def render(inventory: Path, out: Path) -> Rendered:
                 doc["_file"] = path
                 objects.append(doc)
     return Rendered(inventory.name, out, objects)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The session's renders run inside whichever test asks first: give those tests the time."""
+    for item in items:
+        if {"rendered", "rendered_all"} & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.timeout(len(INVENTORIES) * RENDER_TIMEOUT))
 
 
 @pytest.fixture(scope="session")

@@ -9,10 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from ansible.module_utils import _internal as _module_utils_internal
 from ansible.module_utils.common import warnings as _warnings
 from ansible.module_utils.testing import patch_module_args
-
 from models.weights_data import GATED_ID, REPO_ID, SHARD, TOKEN_GRANTED, TOKEN_OTHER
+
 from standins.hf_hub import HubStandIn
 
 
@@ -49,7 +50,7 @@ def sha(hub: HubStandIn) -> str:
 
 @pytest.fixture
 def run_weights(
-    capsys: pytest.CaptureFixture[str], hub: HubStandIn, tmp_path: Path
+    capsys: pytest.CaptureFixture[str], hub: HubStandIn, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Callable[..., dict[str, Any]]:
     """Run model_weights' main() in-process, as Ansible would, against the stand-in."""
     from ansible_collections.k3sllm.platform.plugins.modules import model_weights
@@ -63,8 +64,11 @@ def run_weights(
             "endpoint": hub.url,
             **args,
         }
-        # Module warnings live in a process-wide list in ansible-core: start each run clean.
+        # Module warnings live in a process-wide list in ansible-core: start each run clean. Once other tests
+        # have imported controller code, ansible-core would send them to the controller's display instead;
+        # a module runs on a managed host, where they are returned with the result.
         _warnings._global_warnings.clear()
+        monkeypatch.setattr(_module_utils_internal, "is_controller", False)
         with patch_module_args(params), pytest.raises(SystemExit):
             model_weights.main()
         result = json.loads(capsys.readouterr().out)

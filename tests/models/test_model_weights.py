@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from models.weights_data import GATED_ID, REPO_ID, SHARD, TOKEN_GRANTED, TOKEN_OTHER
+
 from standins.hf_hub import HubStandIn
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

@@ -44,7 +44,9 @@ def build(out: Path, version: str, corrupt: bool = False) -> dict[str, str]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("out", type=Path)
     parser.add_argument("versions", nargs="+")
     parser.add_argument("--corrupt", action="append", default=[], help="version whose checksum is wrong")

@@ -105,9 +105,23 @@ def make_certificates(sans: list[str]) -> None:
     TLS.mkdir(parents=True, exist_ok=True)
     ca_key, ca_crt = TLS / "server-ca.key", TLS / "server-ca.crt"
     if not ca_crt.exists():
-        openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-                "-keyout", str(ca_key), "-out", str(ca_crt), "-days", "3650",
-                "-subj", "/CN=k3s-server-ca@standin")  # fmt: skip
+        openssl(
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            str(ca_key),
+            "-out",
+            str(ca_crt),
+            "-days",
+            "3650",
+            "-subj",
+            "/CN=k3s-server-ca@standin",
+        )
         # One CA signs both sides here; real K3s has a separate client CA.
         (TLS / "client-ca.crt").write_bytes(ca_crt.read_bytes())
     san = ",".join(
@@ -118,12 +132,39 @@ def make_certificates(sans: list[str]) -> None:
         ("client-admin", "/O=system:masters/CN=system:admin", "extendedKeyUsage=clientAuth"),
     ):
         key, crt, csr = TLS / f"{name}.key", TLS / f"{name}.crt", TLS / f"{name}.csr"
-        openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-                "-keyout", str(key), "-out", str(csr), "-subj", subject)  # fmt: skip
+        openssl(
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            str(key),
+            "-out",
+            str(csr),
+            "-subj",
+            subject,
+        )
         extfile = TLS / f"{name}.ext"
         extfile.write_text(ext + "\n")
-        openssl("x509", "-req", "-in", str(csr), "-CA", str(ca_crt), "-CAkey", str(ca_key),
-                "-CAcreateserial", "-out", str(crt), "-days", "365", "-extfile", str(extfile))  # fmt: skip
+        openssl(
+            "x509",
+            "-req",
+            "-in",
+            str(csr),
+            "-CA",
+            str(ca_crt),
+            "-CAkey",
+            str(ca_key),
+            "-CAcreateserial",
+            "-out",
+            str(crt),
+            "-days",
+            "365",
+            "-extfile",
+            str(extfile),
+        )
         csr.unlink()
         extfile.unlink()
     for path in TLS.iterdir():

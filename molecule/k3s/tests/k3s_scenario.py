@@ -1,0 +1,54 @@
+"""Helpers of the k3s scenario's tests (conftest.py puts this folder on sys.path)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import yaml
+
+PROJECT = Path(os.environ["MOLECULE_PROJECT_DIRECTORY"])
+INVENTORY = Path(os.environ["MOLECULE_INVENTORY_FILE"])
+EPHEMERAL = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"])
+STANDIN = EPHEMERAL / "k3s-standin"
+KUBECONFIG = INVENTORY.parent / "artifacts" / "kubeconfig"
+SERVER, AGENT = "k3sllm-k3s-a", "k3sllm-k3s-b"
+OLD, NEW = "v1.36.3+k3s1", "v1.36.4+k3s1"
+
+
+def playbook(name: str, *extra_vars: dict, verbose: bool = True) -> subprocess.CompletedProcess[str]:
+    """Run one of the product playbooks against the scenario's inventory."""
+    args = ["ansible-playbook", "-i", str(INVENTORY), str(PROJECT / "playbooks" / name)]
+    if verbose:
+        args.append("-v")
+    for extra in extra_vars:
+        args += ["-e", json.dumps(extra)]
+    return subprocess.run(
+        args, cwd=PROJECT, capture_output=True, text=True, timeout=300, env=dict(os.environ)
+    )
+
+
+def recap(result: subprocess.CompletedProcess[str]) -> dict[str, dict[str, int]]:
+    """PLAY RECAP counters per host."""
+    counters = {}
+    for line in result.stdout.split("PLAY RECAP", 1)[-1].splitlines():
+        if ":" in line and "ok=" in line:
+            host, _, rest = line.partition(":")
+            counters[host.strip()] = {k: int(v) for k, v in (p.split("=") for p in rest.split())}
+    return counters
+
+
+def installed_version(host) -> str:
+    return host.check_output("/usr/local/bin/k3s --version").splitlines()[0].split()[2]
+
+
+def starts(host) -> list[str]:
+    """Versions of every start of the stand-in, oldest first."""
+    log = host.file("/var/lib/rancher/k3s/standin-starts")
+    return [line.split()[1] for line in log.content_string.splitlines()] if log.exists else []
+
+
+def config(host, path: str = "/etc/rancher/k3s/config.yaml") -> dict:
+    return yaml.safe_load(host.file(path).content_string)

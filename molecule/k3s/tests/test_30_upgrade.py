@@ -1,0 +1,55 @@
+"""Bumping k3s_version upgrades node by node from an airgap folder on the controller; downgrades are refused."""
+
+from __future__ import annotations
+
+import pytest
+from k3s_scenario import AGENT, NEW, OLD, SERVER, STANDIN, installed_version, playbook, starts
+
+AIRGAP = {
+    "k3s_version": NEW,
+    "k3s_airgap_dir": str(STANDIN / "release" / NEW),
+    "k3s_airgap_location": "controller",
+}
+
+
+@pytest.fixture(scope="module")
+def upgrade():
+    return playbook("upgrade.yml", AIRGAP)
+
+
+def test_upgrade_succeeds(upgrade):
+    assert upgrade.returncode == 0, upgrade.stdout[-3000:] + upgrade.stderr
+
+
+def test_both_nodes_run_the_new_release(upgrade, server, agent):
+    for host in (server, agent):
+        assert installed_version(host) == NEW
+        assert starts(host) == [OLD, NEW]
+        assert (
+            NEW
+            in host.file("/var/lib/rancher/k3s/agent/images/k3s-airgap-images-amd64.tar.zst").content_string
+        )
+
+
+def test_nodes_were_drained_and_uncordoned_one_at_a_time(upgrade, server):
+    calls = server.file("/var/lib/rancher/k3s/standin-kubectl").content_string.splitlines()
+    assert [line.split()[:2] for line in calls] == [
+        ["drain", SERVER],
+        ["uncordon", SERVER],
+        ["drain", AGENT],
+        ["uncordon", AGENT],
+    ]
+
+
+def test_token_never_appears_in_the_output(upgrade, server):
+    token = server.file("/var/lib/rancher/k3s/server/token").content_string.strip()
+    assert len(token) > 20
+    assert token not in upgrade.stdout + upgrade.stderr
+
+
+def test_downgrade_is_refused(upgrade, server, agent):
+    result = playbook("upgrade.yml", verbose=False)  # the inventory still pins the older release
+    assert result.returncode != 0
+    assert f"runs K3s {NEW}, newer than k3s_version {OLD}" in result.stdout
+    assert installed_version(server) == NEW
+    assert installed_version(agent) == NEW

@@ -1,0 +1,63 @@
+"""VRAM planner: who must sleep so that a target fits."""
+
+from __future__ import annotations
+
+from switcher.manager import backoff_seconds
+from switcher.planner import Holder, fits, plan_room
+
+
+def holder(name, use, share, *, awake=True, evictable_at=0.0, priority=0, last_used=0.0, residual=1.0):
+    return Holder(name, use, share, residual, awake, evictable_at, priority, last_used)
+
+
+def test_target_that_fits_evicts_nobody():
+    holders = [holder("a", 20, 20), holder("t", 1, 30, awake=False)]
+    plan = plan_room("t", holders, capacity=80, now=10)
+    assert plan.victims == () and plan.wait_until is None and plan.impossible is None
+    assert fits("t", holders, 80)
+
+
+def test_evicts_lowest_priority_then_least_recently_used():
+    holders = [
+        holder("old", 30, 30, last_used=1),
+        holder("new", 30, 30, last_used=9),
+        holder("vip", 30, 30, last_used=0, priority=5),
+        holder("t", 1, 30, awake=False),
+    ]
+    # used 91 of 100, target needs 29 more: one eviction (frees 29) is enough, the LRU low-priority one
+    plan = plan_room("t", holders, capacity=100, now=10)
+    assert plan.victims == ("old",)
+    holders[0] = holder("old", 30, 30, last_used=1, priority=9)
+    assert plan_room("t", holders, capacity=100, now=10).victims == ("new",)
+
+
+def test_evicts_several_when_one_is_not_enough():
+    holders = [
+        holder("a", 20, 20, last_used=1),
+        holder("b", 20, 20, last_used=2),
+        holder("t", 0, 35, awake=False),
+    ]
+    assert plan_room("t", holders, capacity=45, now=5).victims == ("a", "b")
+
+
+def test_residency_makes_the_plan_wait_instead_of_evicting():
+    holders = [holder("a", 40, 40, evictable_at=12.5), holder("t", 1, 40, awake=False)]
+    plan = plan_room("t", holders, capacity=41, now=10)
+    assert plan.victims == () and plan.wait_until == 12.5
+    assert plan_room("t", holders, capacity=41, now=13).victims == ("a",)
+
+
+def test_impossible_when_non_awake_holders_keep_the_memory():
+    # a starting engine (not awake, so not evictable) holds most of the GPU
+    holders = [holder("boot", 70, 70, awake=False), holder("t", 0, 30, awake=False)]
+    plan = plan_room("t", holders, capacity=80, now=0)
+    assert plan.impossible and "t needs 30" in plan.impossible
+
+
+def test_exclusive_mode_swaps_the_only_awake_model():
+    holders = [holder("a", 1, 1, residual=0), holder("t", 0, 1, awake=False, residual=0)]
+    assert plan_room("t", holders, capacity=1, now=0).victims == ("a",)
+
+
+def test_backoff_doubles_up_to_the_cap():
+    assert [backoff_seconds(n, 1, 5) for n in (1, 2, 3, 4, 5)] == [1, 2, 4, 5, 5]

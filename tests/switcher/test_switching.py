@@ -1,0 +1,152 @@
+"""The state machine and its policies against stand-in engines sharing one simulated GPU."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from standins.vllm_cluster import wait_until
+from standins.vllm_engine import Timings
+
+AB = [{"name": "a"}, {"name": "b"}]
+
+
+async def test_request_for_sleeping_model_switches(make_cluster):
+    c = await make_cluster(AB)
+    r = await c.request("b")
+    assert r.status == 200 and r.model == "b"
+    assert (c.state("a"), c.state("b")) == ("sleeping", "awake")
+    a, b = c.engines["a"], c.engines["b"]
+    assert a.stats.sleeps == [1]
+    assert b.stats.wakes == [None] and b.stats.prefix_resets == 1
+    assert c.metric("k3sllm_switcher_switches_total", model="b", outcome="success") == 1
+    assert c.metric("k3sllm_switcher_model_state", model="b", state="awake") == 1
+    assert c.metric("k3sllm_switcher_model_state", model="a", state="awake") == 0
+    assert c.metric("k3sllm_switcher_switch_duration_seconds_count", phase="total") == 1
+    assert c.metric("k3sllm_switcher_switch_duration_seconds_count", phase="sleep") == 1
+    assert c.metric("k3sllm_switcher_queue_wait_seconds_count", model="b") == 1
+    c.assert_gpu_safe()
+
+
+async def test_level_2_sleep_reloads_weights_before_serving(make_cluster):
+    c = await make_cluster(AB, policy={"sleep_level": 2})
+    assert (await c.request("b")).status == 200
+    assert (await c.request("a")).status == 200  # a was slept at level 2 by the switcher
+    a = c.engines["a"]
+    assert a.stats.sleeps == [2]
+    assert a.stats.wakes == ["weights", "kv_cache"] and a.stats.reloads == 1
+    c.assert_gpu_safe()  # includes: no answer with garbage (unreloaded) weights
+
+
+async def test_queued_requests_go_together_in_one_switch(make_cluster):
+    c = await make_cluster(AB, timings=Timings(wake_s=0.2))
+    replies = await asyncio.gather(*(c.request("b") for _ in range(12)))
+    assert [r.status for r in replies] == [200] * 12
+    assert {r.model for r in replies} == {"b"}
+    assert c.metric("k3sllm_switcher_switches_total", model="b", outcome="success") == 1
+    assert c.engines["b"].stats.wakes == [None]
+    c.assert_gpu_safe()
+
+
+async def test_drain_waits_for_in_flight_requests(make_cluster):
+    c = await make_cluster(AB, timings=Timings(token_s=0.03))
+    long_a = asyncio.create_task(c.request("a", max_tokens=10))
+    await wait_until(lambda: c.manager.models["a"].inflight == 1)
+    r = await c.request("b")
+    a_reply = await long_a
+    assert r.status == 200 and r.model == "b"
+    assert a_reply.status == 200 and a_reply.finish_reason == "length"  # finished, not cut by the sleep
+    assert c.engines["a"].stats.aborted_by_sleep == 0
+    assert c.metric("k3sllm_switcher_drain_timeouts_total", model="a") == 0
+    c.assert_gpu_safe()
+
+
+async def test_drain_timeout_proceeds_and_is_counted(make_cluster):
+    c = await make_cluster(AB, timings=Timings(token_s=0.05), policy={"drain_timeout_seconds": 0.1})
+    long_a = asyncio.create_task(c.request("a", max_tokens=100))
+    await wait_until(lambda: c.manager.models["a"].inflight == 1)
+    started = time.monotonic()
+    r = await c.request("b")
+    assert r.status == 200 and r.model == "b"
+    assert time.monotonic() - started < 2.0  # 100 tokens would take 5 s: the drain did not wait for it
+    a_reply = await long_a
+    assert a_reply.finish_reason == "abort"  # vLLM's default sleep mode aborts what is still running
+    assert c.metric("k3sllm_switcher_drain_timeouts_total", model="a") == 1
+    c.assert_gpu_safe()
+
+
+async def test_min_residency_delays_the_next_switch(make_cluster):
+    c = await make_cluster(AB, policy={"min_residency_seconds": 0.6})
+    assert (await c.request("b")).status == 200
+    woke_b = c.manager.models["b"].awake_since
+    assert (await c.request("a")).status == 200
+    # a could only take the GPU once b had been awake for its minimum residency
+    assert c.manager.models["a"].awake_since - woke_b >= 0.6
+
+
+async def test_anti_thrash_bounds_switches_under_alternating_load(make_cluster):
+    residency = 0.3
+    c = await make_cluster(AB, policy={"min_residency_seconds": residency})
+    stop = time.monotonic() + 1.5
+    failures = []
+
+    async def client(model: str) -> None:
+        while time.monotonic() < stop:
+            r = await c.request(model)
+            if r.status != 200 or r.model != model:
+                failures.append((model, r.status, r.body))
+
+    await asyncio.gather(*(client(m) for m in ("a", "b") for _ in range(3)))
+    switches = sum(c.metric("k3sllm_switcher_switches_total", model=m, outcome="success") for m in ("a", "b"))
+    assert failures == []
+    assert 2 <= switches <= 1.5 / residency + 2, switches
+    c.assert_gpu_safe()
+
+
+async def test_idle_ttl_puts_a_model_to_sleep(make_cluster):
+    c = await make_cluster([{"name": "a", "idle_ttl_seconds": 0.3}, {"name": "b"}])
+    assert (await c.request("a")).status == 200
+    await wait_until(lambda: c.state("a") == "sleeping", what="a to be slept after its idle TTL")
+    assert c.metric("k3sllm_switcher_sleeps_total", model="a", reason="idle_ttl") == 1
+    assert (await c.request("a")).status == 200  # and it wakes again on demand
+    c.assert_gpu_safe()
+
+
+async def test_coresidency_keeps_models_that_fit_awake(make_cluster):
+    models = [{"name": "a", "vram": 15}, {"name": "b", "vram": 15}, {"name": "c", "vram": 15}]
+    c = await make_cluster(models, coresidency=True, gpu_gib=40, residual_gib=1, awake=("a",))
+    assert (await c.request("b")).status == 200
+    assert (c.state("a"), c.state("b")) == ("awake", "awake")  # 30 + 1 of 40: both fit
+    assert c.engines["a"].stats.sleeps == []
+    assert (await c.request("a")).status == 200  # a is now the most recently used
+    assert (await c.request("c")).status == 200
+    assert (c.state("a"), c.state("b"), c.state("c")) == ("awake", "sleeping", "awake")
+    c.assert_gpu_safe()
+
+
+async def test_priority_decides_who_is_evicted(make_cluster):
+    models = [{"name": "a", "vram": 15, "priority": 10}, {"name": "b", "vram": 15}, {"name": "c", "vram": 15}]
+    c = await make_cluster(models, coresidency=True, gpu_gib=40, residual_gib=1, awake=("a", "b"))
+    assert (await c.request("b")).status == 200  # b is the most recently used, but a has priority
+    assert (await c.request("c")).status == 200
+    assert (c.state("a"), c.state("b"), c.state("c")) == ("awake", "sleeping", "awake")
+    c.assert_gpu_safe()
+
+
+async def test_queue_full_answers_503_with_retry_after(make_cluster):
+    c = await make_cluster(AB, timings=Timings(wake_s=0.4), policy={"queue_max_per_model": 2})
+    replies = await asyncio.gather(*(c.request("b") for _ in range(5)))
+    codes = sorted(r.status for r in replies)
+    assert codes == [200, 200, 503, 503, 503]
+    refused = [r for r in replies if r.status == 503]
+    assert all(int(r.headers["Retry-After"]) >= 1 for r in refused)
+    assert all(r.body["error"]["code"] == "queue_full" for r in refused)
+    assert c.metric("k3sllm_switcher_queue_rejected_total", model="b") == 3
+    assert c.metric("k3sllm_switcher_requests_total", model="b", code="503") == 3
+
+
+async def test_queue_timeout_answers_503_instead_of_hanging(make_cluster):
+    c = await make_cluster(AB, timings=Timings(wake_s=1.0), policy={"queue_timeout_seconds": 0.2})
+    r = await c.request("b")
+    assert r.status == 503 and r.body["error"]["code"] == "queue_timeout"
+    assert "Retry-After" in r.headers
