@@ -11,7 +11,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from .config import ADMIN_TOKEN_ENV
-from .manager import Manager
+from .manager import Manager, ModelRuntime
 from .metrics import Metrics
 
 
@@ -78,7 +78,7 @@ class Admin:
             return _error(401, "missing or wrong bearer token", **{"WWW-Authenticate": "Bearer"})
         return None
 
-    def _model(self, request: web.Request):
+    def _model(self, request: web.Request) -> ModelRuntime:
         m = self.manager.resolve(request.match_info["model"])
         if m is None:
             raise web.HTTPNotFound(
@@ -131,7 +131,7 @@ class Admin:
             {
                 "models": [m.describe(x) for x in m.models.values()],
                 "switching": m.switching,
-                "boot": {"holder": m.grant, "queue": list(m._boot_queue)},
+                "boot": {"holder": m.grant, "queue": m.boot_queue},
                 "vram_capacity": m.capacity,
             }
         )

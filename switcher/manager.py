@@ -488,7 +488,7 @@ class Manager:
         if plan.impossible:
             # Something holds VRAM that cannot be put to sleep now: an engine booting, or a failed
             # one. Both change state on their own; look again shortly (waiters are bounded).
-            log.info("waiting to wake %s: %s", target.name, plan.impossible)
+            log.debug("waiting to wake %s: %s", target.name, plan.impossible)
             self._defer(now + min(1.0, self.policy.health_interval_seconds))
             return False
         if plan.wait_until is not None:
@@ -552,6 +552,10 @@ class Manager:
                     await event.wait()
         return self.grant == m.name, self.boot_status(m.name)
 
+    @property
+    def boot_queue(self) -> list[str]:
+        return list(self._boot_queue)
+
     def boot_status(self, name: str) -> dict:
         queue = self._boot_queue
         return {
@@ -571,7 +575,7 @@ class Manager:
         # A node must recover on its own: boots do not wait for residencies (in-flight work drains).
         plan = plan_room(name, self._holders(now, ignore_residency=True), self.capacity, now)
         if plan.impossible:
-            log.info("boot of %s waits: %s", name, plan.impossible)
+            log.debug("boot of %s waits: %s", name, plan.impossible)
             self._defer(now + min(1.0, self.policy.health_interval_seconds))
             return False
         problem = await self._make_room(plan.victims)
@@ -686,9 +690,14 @@ class Manager:
 
     def _apply_probe(self, m: ModelRuntime, result: str, level: int | None, initial: bool) -> bool:
         state = m.state
-        if m.state is ModelState.FAILED:
+        if state is ModelState.FAILED:
             m.use = {"gone": 0.0, "awake": m.share, "sleeping": m.residual}[result]
-            return False
+            if time.monotonic() < m.blocked_until:
+                return False  # keep the failure visible (and requests refused) during the back-off
+            if result == "gone":
+                return False
+            # Back-off over and the engine answers: take it as it is, so it can serve (awake) or be
+            # woken on demand, and an awake one can be put to sleep again to make room.
         if result == "gone":
             if state is ModelState.COLD and not initial:
                 return False

@@ -7,13 +7,14 @@ connection, and vLLM aborts the request when its client disconnects.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 
 import aiohttp
 from aiohttp import web
 
-from .manager import Manager, ModelState, Unavailable
+from .manager import Manager, ModelRuntime, Unavailable
 from .metrics import Metrics
 
 log = logging.getLogger("switcher.proxy")
@@ -37,9 +38,12 @@ _HOP_HEADERS = frozenset(
 )
 _PASS_BACK = ("Content-Type", "X-Request-Id")
 UNKNOWN_MODEL_LABEL = "_unknown"
+CLIENT_CLOSED = 499  # nginx's code for "client closed the request"
 
 
-def openai_error(status: int, message: str, err_type: str, code: str | None = None, **headers: str):
+def openai_error(
+    status: int, message: str, err_type: str, code: str | None = None, **headers: str
+) -> web.Response:
     body = {"error": {"message": message, "type": err_type, "param": None, "code": code}}
     return web.json_response(body, status=status, headers=headers or None)
 
@@ -84,10 +88,13 @@ class Proxy:
                 )
         try:
             return await self._forward(request, m, body)
+        except asyncio.CancelledError:
+            self.metrics.count_request(m.name, CLIENT_CLOSED)  # the client went away
+            raise
         finally:
             self.manager.release(m)
 
-    async def _forward(self, request: web.Request, m, body: bytes) -> web.StreamResponse:
+    async def _forward(self, request: web.Request, m: ModelRuntime, body: bytes) -> web.StreamResponse:
         headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP_HEADERS}
         url = m.spec.base_url + request.rel_url.raw_path_qs
         session = self.session
@@ -122,7 +129,9 @@ class Proxy:
                 502, f"engine for model {m.name} failed: {exc}", "bad_gateway", "engine_error"
             )
 
-    async def _stream(self, request: web.Request, m, upstream: aiohttp.ClientResponse) -> web.StreamResponse:
+    async def _stream(
+        self, request: web.Request, m: ModelRuntime, upstream: aiohttp.ClientResponse
+    ) -> web.StreamResponse:
         out = web.StreamResponse(status=upstream.status)
         out.content_type = "text/event-stream"
         out.headers["Cache-Control"] = "no-cache"
@@ -165,6 +174,3 @@ class Proxy:
                 }
             )
         return web.json_response({"object": "list", "data": data})
-
-
-__all__ = ["ModelState", "Proxy", "openai_error"]

@@ -23,7 +23,8 @@ would exceed the GPU's capacity FAILS (the engine answers 500 "CUDA out of memor
 aborts), as a real GPU would, and the refusal is recorded. ``ledger.max_committed`` and
 ``ledger.refusals`` let tests assert that the GPU was never over-committed.
 
-Faults (``engine.faults``): fail the next N wakes, hang sleeps or wakes, die mid-stream after N tokens
+Faults (``engine.faults``): fail the next N wakes, hang sleeps, wakes or ``/is_sleeping``, die mid-stream
+after N tokens
 (and optionally come back after a delay, like a restarted pod).
 
 Run it alone: ``python tests/standins/vllm_engine.py --engine a=8101:20 --engine b=8102:20
@@ -95,6 +96,7 @@ class Faults:
     fail_wakes: int = 0  # the next N wakes answer 500
     hang_sleep: bool = False  # /sleep never answers (and the engine stays awake)
     hang_wake: bool = False
+    hang_status: bool = False  # /is_sleeping never answers (a wedged engine)
     die_after_tokens: int | None = None  # the next stream kills the engine after N tokens
     restart_after_s: float | None = None  # ...and it comes back (awake) after this long
 
@@ -262,6 +264,8 @@ class VllmEngineStandIn:
         return web.Response(status=200)
 
     async def _is_sleeping(self, request: web.Request) -> web.Response:
+        if self.faults.hang_status:
+            await asyncio.Event().wait()
         return web.json_response({"is_sleeping": self.state == "sleeping"})
 
     async def _sleep(self, request: web.Request) -> web.Response:

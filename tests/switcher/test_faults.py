@@ -95,3 +95,21 @@ async def test_engine_slept_behind_our_back_is_noticed(make_cluster):
     r = await c.request("a")
     assert r.status == 200 and r.model == "a"
     c.assert_gpu_safe()
+
+
+async def test_wedged_engine_is_failed_then_relearned_after_its_back_off(make_cluster):
+    c = await make_cluster(AB, policy={"sleep_timeout_seconds": 0.3, "engine_probe_timeout_seconds": 0.3})
+    a = c.engines["a"]
+    a.faults.hang_sleep = a.faults.hang_status = True
+    r = await c.request("b")
+    assert r.status == 503 and "could not make room" in r.body["error"]["message"]
+    # a could not be asked where it stands: failed, and assumed to still hold its VRAM
+    assert c.state("a") == "failed" and c.manager.models["a"].use == c.manager.models["a"].share
+    assert (await c.request("a")).status == 503  # refused during its back-off, not sent to a wedged engine
+    a.faults.hang_sleep = a.faults.hang_status = False  # the engine recovers
+    await wait_until(lambda: c.state("a") == "awake", what="the health poll to re-learn a after its back-off")
+    assert (await c.request("a")).model == "a"
+    await wait_until(lambda: time.monotonic() >= c.manager.models["b"].blocked_until)
+    r = await c.request("b")
+    assert r.status == 200 and r.model == "b"
+    c.assert_gpu_safe()

