@@ -46,11 +46,13 @@ def local_inventory(tmp_path: Path):
 
 @pytest.fixture
 def run_playbook():
-    def _run(playbook: str, inventory: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    def _run(
+        playbook: str, inventory: Path, *args: str, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [str(BIN / "ansible-playbook"), "-i", str(inventory), str(REPO / playbook), *args],
             cwd=REPO,
-            env=ansible_env(),
+            env=ansible_env(**(env or {})),
             capture_output=True,
             text=True,
             timeout=240,

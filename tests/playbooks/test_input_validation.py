@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import copy
+import os
 from pathlib import Path
 
 import pytest
+from k3sllm_testlib import REPO
 
 GOOD_MODEL = {
     "name": "tiny",
@@ -85,3 +87,29 @@ def test_good_settings_pass_preflight_in_check_mode(local_inventory, run_playboo
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-3000:]
     assert "LAB MODE" in output
+
+
+def test_catalog_that_does_not_fit_the_gpu_fails_in_preflight(local_inventory, run_playbook, tmp_path):
+    """With a driver answering (a stand-in nvidia-smi printing an H100's XML), preflight plans VRAM."""
+    fixture = REPO / "collections/ansible_collections/k3sllm/platform/tests/unit/plugins/modules/fixtures"
+    standin = tmp_path / "bin" / "nvidia-smi"
+    standin.parent.mkdir()
+    standin.write_text(f"#!/bin/sh\ncat {fixture / 'nvidia-smi-h100.xml'}\n")
+    standin.chmod(0o755)
+    too_big = [
+        {**GOOD_MODEL, "name": "big-a", "gpu_memory_utilization": 0.6, "awake_by_default": True},
+        {**GOOD_MODEL, "name": "big-b", "gpu_memory_utilization": 0.6, "awake_by_default": True},
+    ]
+    result = run_playbook(
+        "playbooks/host.yml",
+        local_inventory(settings(k3sllm_models=too_big)),
+        "--check",
+        "--tags",
+        "preflight",
+        env={"PATH": f"{standin.parent}:{os.environ['PATH']}"},
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output[-3000:]
+    assert "Capacity plan:" in output
+    assert "big-a" in output and "big-b" in output
+    assert not Path(LAB["preflight_fact_dir"]).exists()
