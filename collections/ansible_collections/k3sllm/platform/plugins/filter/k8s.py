@@ -70,7 +70,9 @@ def k8s_redact_secrets(objects: list[dict]) -> list[dict]:
 def k8s_ref(obj: dict) -> str:
     """apiVersion/kind/namespace/name, to compare live objects with the desired set."""
     meta = obj.get("metadata", {})
-    return "/".join([obj.get("apiVersion", ""), obj.get("kind", ""), meta.get("namespace") or "", meta.get("name", "")])
+    return "/".join(
+        [obj.get("apiVersion", ""), obj.get("kind", ""), meta.get("namespace") or "", meta.get("name", "")]
+    )
 
 
 class FilterModule:
