@@ -71,7 +71,9 @@ async def start_site(switcher: Switcher, host: str, port: int) -> web.AppRunner:
     """Start serving; returns the runner (``await runner.cleanup()`` stops). Used by serve and tests."""
     # handler_cancellation: a client that disconnects cancels its handler, which closes the upstream
     # connection and so aborts the generation in vLLM.
-    runner = web.AppRunner(switcher.app(), access_log=None, handler_cancellation=True)
+    # shutdown_timeout: in-flight requests get this long on SIGTERM, below Kubernetes' default 30 s
+    # grace period so they end before the kubelet kills the pod.
+    runner = web.AppRunner(switcher.app(), access_log=None, handler_cancellation=True, shutdown_timeout=20)
     await runner.setup()
     site = web.TCPSite(runner, host, port, backlog=1024)
     await site.start()

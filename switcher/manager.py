@@ -498,25 +498,28 @@ class Manager:
         return True
 
     def _pick_target(self, now: float) -> ModelRuntime | None:
-        """The waiting model to wake next: highest priority, then the one waiting longest."""
-        best: tuple[int, float] | None = None
-        chosen = None
-        window = self.policy.batch_window_seconds
+        """The waiting model to wake next: highest priority, then the one waiting longest.
+
+        With ``batch_window_seconds`` nothing is chosen until the oldest waiting request has waited
+        that long, so requests arriving meanwhile (for any model) are part of the choice.
+        """
+        candidates: list[tuple[tuple[int, float], ModelRuntime]] = []
         for m in self.models.values():
             if not m.queue or m.cordoned or now < m.blocked_until:
                 continue
             if m.state not in (ModelState.SLEEPING, ModelState.FAILED):
                 continue  # cold or starting: wait for its engine; awake: already released
             oldest = min((w.since for w in m.queue if not w.future.done()), default=None)
-            if oldest is None:
-                continue
-            if window and now - oldest < window:
-                self._defer(oldest + window)  # let more requests for it gather first
-                continue
-            key = (-m.spec.priority, oldest)
-            if best is None or key < best:
-                best, chosen = key, m
-        return chosen
+            if oldest is not None:
+                candidates.append(((-m.spec.priority, oldest), m))
+        if not candidates:
+            return None
+        window = self.policy.batch_window_seconds
+        first_arrival = min(key[1] for key, _ in candidates)
+        if window and now - first_arrival < window:
+            self._defer(first_arrival + window)
+            return None
+        return min(candidates, key=lambda item: item[0])[1]
 
     async def _wake_defaults(self) -> None:
         """After boots (and at start), wake the default-awake models that fit without evicting."""

@@ -141,6 +141,10 @@ class Proxy:
         try:
             async for chunk in upstream.content.iter_any():
                 await out.write(chunk)
+        except ConnectionResetError:
+            # The client vanished between two chunks; leaving closes the upstream request too.
+            self.metrics.count_request(m.name, CLIENT_CLOSED)
+            return out
         except aiohttp.ClientError as exc:
             # The engine died mid-stream. Headers are gone, so tell the client in-band, then end.
             self.manager.report_engine_error(m)

@@ -30,6 +30,12 @@ class Rendered:
     folder: Path
     objects: list[dict]  # each with an extra "_file" key naming where it was rendered
 
+    @property
+    def catalog(self) -> list[dict]:
+        """k3sllm_models as the inventory sets it."""
+        models = INVENTORIES[self.inventory] / "group_vars" / "all" / "models.yml"
+        return yaml.safe_load(models.read_text())["k3sllm_models"]
+
     def of_kind(self, kind: str) -> list[dict]:
         return [obj for obj in self.objects if obj["kind"] == kind]
 
@@ -37,7 +43,7 @@ class Rendered:
         return [obj for obj in self.objects if obj["_file"].parent.name == name]
 
 
-def render(inventory: Path, out: Path) -> Rendered:
+def render(name: str, inventory: Path, out: Path) -> Rendered:
     out.mkdir(parents=True, exist_ok=True)
     result = subprocess.run(
         [
@@ -62,7 +68,7 @@ def render(inventory: Path, out: Path) -> Rendered:
             if doc:
                 doc["_file"] = path
                 objects.append(doc)
-    return Rendered(inventory.name, out, objects)
+    return Rendered(name, out, objects)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -80,7 +86,7 @@ def rendered_all(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Rendered
         # Copy so the run's artifacts (generated passwords) never land in the repository.
         copy = base / name / "inventory"
         shutil.copytree(inventory, copy)
-        result[name] = render(copy, base / name / "rendered")
+        result[name] = render(name, copy, base / name / "rendered")
     return result
 
 

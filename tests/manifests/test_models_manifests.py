@@ -40,7 +40,7 @@ def test_engines_run_with_sleep_mode_and_dev_routes(rendered):
 
 
 def test_engine_args_follow_the_catalog(rendered):
-    config = {m["name"]: m for m in catalog(rendered)["models"]}
+    config = {m["name"]: m for m in rendered.catalog}
     for deployment in engines(rendered):
         model = deployment["metadata"]["labels"]["k3sllm.io/model"]
         args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
@@ -117,7 +117,8 @@ def test_switcher_config_points_at_each_engine_service(rendered):
     }
     for model in catalog(rendered)["models"]:
         host, port = model["base_url"].removeprefix("http://").split(":")
-        name, namespace = host.split(".")[:2]
+        name, namespace, svc = host.rsplit(".", 2)
+        assert svc == "svc"
         assert services[(name, namespace)] == int(port)
 
 
@@ -125,3 +126,12 @@ def test_switcher_code_is_shipped_whole(rendered):
     (code,) = [o for o in rendered.component("switcher") if o["metadata"]["name"] == "switcher-code"]
     assert "__main__.py" in code["data"]
     assert all(key.endswith(".py") for key in code["data"])
+
+
+def test_switcher_config_is_accepted_by_the_switcher(rendered):
+    """The role's rendered config passes the switcher's own validation (switcher/config.py)."""
+    from switcher.config import parse_config
+
+    config = parse_config(catalog(rendered), source=rendered.inventory)
+    assert [m.name for m in config.models] == [m["name"] for m in catalog(rendered)["models"]]
+    assert config.admin_token_file is not None

@@ -61,6 +61,15 @@ def values(helm_chart: dict) -> dict:
     return yaml.safe_load(helm_chart["spec"].get("valuesContent") or "{}") or {}
 
 
+def keys_in(tree) -> set[str]:
+    """Every mapping key anywhere in a parsed YAML tree."""
+    if isinstance(tree, dict):
+        return set(tree) | {k for value in tree.values() for k in keys_in(value)}
+    if isinstance(tree, list):
+        return {k for value in tree for k in keys_in(value)}
+    return set()
+
+
 def rendered_text(rendered) -> str:
     return "\n".join(path.read_text() for path in sorted(rendered.folder.rglob("*.yml")))
 
@@ -128,7 +137,9 @@ def test_charts_are_pinned_or_embedded(rendered):
             assert gzip.decompress(archive), f"{name}: chartContent is not a gzip archive"
         else:
             assert "chartContent" not in spec
-            assert spec["version"] == role_default(role, version_key), f"{name}: version is not the pinned one"
+            assert spec["version"] == role_default(role, version_key), (
+                f"{name}: version is not the pinned one"
+            )
 
 
 def test_airgap_images_come_from_the_mirror(rendered):
@@ -139,7 +150,9 @@ def test_airgap_images_come_from_the_mirror(rendered):
     for component in ("operator", "validator", "devicePlugin", "dcgmExporter", "gfd", "toolkit"):
         assert operator[component]["repository"].startswith(mirror + "/"), component
     assert operator["node-feature-discovery"]["image"]["repository"].startswith(mirror + "/")
-    assert values(chart(rendered, "cert-manager"))["imageRegistry"] == settings(rendered)["tls_image_registry"]
+    assert (
+        values(chart(rendered, "cert-manager"))["imageRegistry"] == settings(rendered)["tls_image_registry"]
+    )
     stack = values(chart(rendered, "kube-prometheus-stack"))
     assert stack["global"]["imageRegistry"] == settings(rendered)["observability_image_registry"]
 
@@ -194,7 +207,9 @@ def test_every_service_hostname_is_served_with_a_certificate(rendered):
     store = only(rendered.of_kind("TLSStore"), name="default")
     served = {c["secretName"] for c in store["spec"]["certificates"]}
     assert store["spec"]["defaultCertificate"]["secretName"] in served
-    certificates = {c["spec"]["secretName"]: c for c in rendered.of_kind("Certificate") if not c["spec"].get("isCA")}
+    certificates = {
+        c["spec"]["secretName"]: c for c in rendered.of_kind("Certificate") if not c["spec"].get("isCA")
+    }
     hosts = set()
     for secret in served:
         if secret in certificates:
@@ -214,7 +229,9 @@ def test_traefik_redirects_to_https_with_hsts_and_tls12(rendered):
     args = values(config)["additionalArguments"]
     assert "--entryPoints.web.http.redirections.entryPoint.scheme=https" in args
     assert "--entryPoints.web.http.redirections.entryPoint.to=:443" in args
-    (middlewares,) = [a.split("=", 1)[1] for a in args if a.startswith("--entryPoints.websecure.http.middlewares=")]
+    (middlewares,) = [
+        a.split("=", 1)[1] for a in args if a.startswith("--entryPoints.websecure.http.middlewares=")
+    ]
     name = middlewares.removesuffix("@kubernetescrd").removeprefix("kube-system-")
     hsts = only(rendered.of_kind("Middleware"), name=name)
     assert hsts["metadata"]["namespace"] == "kube-system"
@@ -244,7 +261,7 @@ def test_prometheus_selects_monitors_and_rules_from_everywhere(rendered):
 def test_grafana_password_only_by_reference(rendered):
     stack = chart(rendered, "kube-prometheus-stack")
     grafana = values(stack)["grafana"]
-    assert "adminPassword" not in grafana
+    assert not {"adminPassword", "password"} & keys_in(grafana), "Grafana's password is set inline"
     admin = grafana["admin"]
     secret = only(rendered.of_kind("Secret"), name=admin["existingSecret"])
     assert secret["metadata"]["namespace"] == stack["spec"]["targetNamespace"]
@@ -307,7 +324,9 @@ def test_ttft_alert_follows_its_setting(rendered):
 
 def test_opentelemetry_collector_only_when_asked(rendered):
     enabled = setting(rendered, "observability", "observability_otel_collector_enabled")
-    collectors = [c for c in rendered.of_kind("HelmChart") if c["metadata"]["name"] == "opentelemetry-collector"]
+    collectors = [
+        c for c in rendered.of_kind("HelmChart") if c["metadata"]["name"] == "opentelemetry-collector"
+    ]
     assert len(collectors) == int(enabled)
     if enabled:
         config = values(collectors[0])
@@ -338,16 +357,29 @@ def test_prometheus_may_scrape_the_platform_namespaces(rendered):
     monitoring = chart(rendered, "kube-prometheus-stack")["spec"]["targetNamespace"]
     for component in ("gpu-operator", "cert-manager"):
         policies = [o for o in rendered.component(component) if o["kind"] == "NetworkPolicy"]
-        peers = [peer for p in policies for rule in p["spec"].get("ingress") or [] for peer in rule.get("from") or []]
-        assert {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": monitoring}}} in peers, component
+        peers = [
+            peer
+            for p in policies
+            for rule in p["spec"].get("ingress") or []
+            for peer in rule.get("from") or []
+        ]
+        assert {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": monitoring}}} in peers, (
+            component
+        )
 
 
 def test_only_traefik_reaches_grafana_from_outside(rendered):
     stack = chart(rendered, "kube-prometheus-stack")
     namespace = stack["spec"]["targetNamespace"]
     policies = [o for o in rendered.component("kube-prometheus-stack") if o["kind"] == "NetworkPolicy"]
-    grafana = [p for p in policies if p["spec"]["podSelector"].get("matchLabels") == {"app.kubernetes.io/name": "grafana"}]
+    grafana = [
+        p
+        for p in policies
+        if p["spec"]["podSelector"].get("matchLabels") == {"app.kubernetes.io/name": "grafana"}
+    ]
     (policy,) = grafana
     (rule,) = policy["spec"]["ingress"]
-    assert rule["from"] == [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}}}]
+    assert rule["from"] == [
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}}}
+    ]
     assert policy["metadata"]["namespace"] == namespace

@@ -121,6 +121,10 @@ def make_certificates(sans: list[str]) -> None:
             "3650",
             "-subj",
             "/CN=k3s-server-ca@standin",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
         )
         # One CA signs both sides here; real K3s has a separate client CA.
         (TLS / "client-ca.crt").write_bytes(ca_crt.read_bytes())

@@ -109,23 +109,55 @@ async def test_switcher_in_front_of_real_vllm(tmp_path):
                         },
                         {"name": "tiny-b", "base_url": urls["tiny-b"], "vram_gib": 1},
                     ],
-                    "policy": {"gpu_total_vram_gib": 4, "health_interval_seconds": 1},
+                    # CPU engines on a busy 2-core box can take seconds to answer a probe.
+                    "policy": {
+                        "gpu_total_vram_gib": 4,
+                        "health_interval_seconds": 1,
+                        "engine_probe_timeout_seconds": 15,
+                    },
                 }
             )
             switcher = Switcher(config)
             runner = await start_site(switcher, "127.0.0.1", 0)
             base = f"http://127.0.0.1:{runner.addresses[0][1]}"
             try:
-                await _exercise(session, base, switcher)
+                await _exercise(session, base, switcher, urls)
             finally:
                 await runner.cleanup()
 
 
-async def _exercise(session: aiohttp.ClientSession, base: str, switcher: Switcher) -> None:
-    # States learned from the real engines' /is_sleeping.
-    async with session.get(base + "/v1/models") as resp:
-        listed = {m["id"]: m["state"] for m in (await resp.json())["data"]}
-    assert listed == {"tiny-a": "awake", "tiny-b": "awake"}
+async def _stream_events(session: aiohttp.ClientSession, url: str, body: dict) -> list[dict]:
+    events, done = [], False
+    async with session.post(url + "/v1/chat/completions", json=body) as resp:
+        assert resp.status == 200 and resp.content_type == "text/event-stream"
+        async for line in resp.content:
+            line = line.strip()
+            if line == b"data: [DONE]":
+                done = True
+            elif line.startswith(b"data: "):
+                events.append(json.loads(line[6:]))
+    assert done, "stream ended without [DONE]"
+    return events
+
+
+def _delta(event: dict) -> tuple:
+    choice = event["choices"][0] if event["choices"] else {}
+    return (choice.get("delta", {}).get("content"), choice.get("finish_reason"))
+
+
+async def _exercise(
+    session: aiohttp.ClientSession, base: str, switcher: Switcher, engine_urls: dict[str, str]
+) -> None:
+    # States learned from the real engines' /is_sleeping (re-probed every second if a probe was slow).
+    deadline = time.monotonic() + 60
+    while True:
+        async with session.get(base + "/v1/models") as resp:
+            listed = {m["id"]: m["state"] for m in (await resp.json())["data"]}
+        if listed == {"tiny-a": "awake", "tiny-b": "awake"}:
+            break
+        reasons = {m.name: m.reason for m in switcher.manager.models.values()}
+        assert time.monotonic() < deadline, f"states not learned: {listed} ({reasons})"
+        await asyncio.sleep(0.5)
 
     for asked, served in (("tiny-a", "tiny-a"), ("tiny-b", "tiny-b"), ("claude-tiny", "tiny-a")):
         body = {
@@ -144,28 +176,24 @@ async def _exercise(session: aiohttp.ClientSession, base: str, switcher: Switche
     async with session.post(base + "/v1/completions", json=body) as resp:
         assert resp.status == 200 and (await resp.json())["model"] == "tiny-b"
 
-    # Streaming straight from the real engine, event by event.
+    # Streaming: greedy and seeded, so the stream fetched through the switcher must equal the one
+    # fetched from the engine directly, event for event (nothing merged, dropped or rewritten).
     body = {
         "model": "tiny-a",
         "messages": [{"role": "user", "content": "hi"}],
         "max_tokens": 12,
         "ignore_eos": True,
+        "temperature": 0,
+        "seed": 1,
         "stream": True,
+        "stream_options": {"include_usage": True},
     }
-    events, done = [], False
-    async with session.post(base + "/v1/chat/completions", json=body) as resp:
-        assert resp.status == 200 and resp.content_type == "text/event-stream"
-        async for line in resp.content:
-            line = line.strip()
-            if line == b"data: [DONE]":
-                done = True
-            elif line.startswith(b"data: "):
-                events.append(json.loads(line[6:]))
-    assert done
-    assert all(e["model"] == "tiny-a" for e in events)
-    content = [e for e in events if e["choices"] and e["choices"][0]["delta"].get("content")]
-    assert len(content) >= 10  # one event per token, not one buffered blob
-    assert events[-1]["choices"][0]["finish_reason"] == "length"
+    via_switcher = await _stream_events(session, base, body)
+    direct = await _stream_events(session, engine_urls["tiny-a"], body)
+    assert via_switcher[-1]["usage"]["completion_tokens"] == 12
+    assert all(e["model"] == "tiny-a" for e in via_switcher)
+    assert len(via_switcher) >= 3
+    assert [_delta(e) for e in via_switcher] == [_delta(e) for e in direct]
 
     async with session.post(base + "/v1/chat/completions", json={"model": "nope", "messages": []}) as resp:
         assert resp.status == 404

@@ -150,3 +150,15 @@ async def test_queue_timeout_answers_503_instead_of_hanging(make_cluster):
     r = await c.request("b")
     assert r.status == 503 and r.body["error"]["code"] == "queue_timeout"
     assert "Retry-After" in r.headers
+
+
+async def test_batch_window_lets_the_higher_priority_model_go_first(make_cluster):
+    models = [{"name": "a"}, {"name": "b"}, {"name": "c", "priority": 5}]
+    c = await make_cluster(models, policy={"batch_window_seconds": 0.3})
+    first = asyncio.create_task(c.request("b"))  # b asks first...
+    await wait_until(lambda: len(c.manager.models["b"].queue) == 1)
+    second = asyncio.create_task(c.request("c"))  # ...c, with priority, asks within the window
+    rb, rc = await first, await second
+    assert (rb.model, rc.model) == ("b", "c")
+    assert c.manager.models["c"].awake_since < c.manager.models["b"].awake_since
+    c.assert_gpu_safe()

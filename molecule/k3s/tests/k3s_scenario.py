@@ -15,7 +15,7 @@ EPHEMERAL = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"])
 STANDIN = EPHEMERAL / "k3s-standin"
 KUBECONFIG = INVENTORY.parent / "artifacts" / "kubeconfig"
 SERVER, AGENT = "k3sllm-k3s-a", "k3sllm-k3s-b"
-OLD, NEW = "v1.36.3+k3s1", "v1.36.4+k3s1"
+OLD, NEW = "v1.36.2+k3s1", "v1.36.3+k3s1"
 
 
 def playbook(name: str, *extra_vars: dict, verbose: bool = True) -> subprocess.CompletedProcess[str]:
@@ -28,6 +28,11 @@ def playbook(name: str, *extra_vars: dict, verbose: bool = True) -> subprocess.C
     return subprocess.run(
         args, cwd=PROJECT, capture_output=True, text=True, timeout=300, env=dict(os.environ)
     )
+
+
+def flat(result: subprocess.CompletedProcess[str]) -> str:
+    """The run's output with line wrapping undone (the yaml callback folds long messages)."""
+    return " ".join((result.stdout + result.stderr).split())
 
 
 def installed_version(host) -> str:

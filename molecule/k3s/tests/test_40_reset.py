@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from k3s_scenario import KUBECONFIG, playbook
+from k3s_scenario import KUBECONFIG, flat, playbook
 
 REMOVED = [
     "/usr/local/bin/k3s",
@@ -19,7 +19,7 @@ KEPT = ["/srv/k3sllm/models/tiny/model.safetensors", "/srv/unrelated/notes.txt"]
 def test_reset_without_confirmation_changes_nothing(server, agent):
     result = playbook("reset.yml", verbose=False)
     assert result.returncode != 0
-    assert "k3s_reset_confirm=true" in result.stdout
+    assert "k3s_reset_confirm=true" in flat(result)
     for host in (server, agent):
         assert host.file("/usr/local/bin/k3s").exists
         assert host.service("k3s").is_running

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import copy
-import re
 
 from ansible.errors import AnsibleFilterError
 
+from ansible_collections.k3sllm.platform.plugins.module_utils.k8s_objects import redact_secrets
+
 MANAGED_BY = "app.kubernetes.io/managed-by"
 COMPONENT = "k3sllm.io/component"
-REDACTED = "<redacted: set at apply time from vault or a generated secret>"
 
 
 def k8s_manifests(objects: list, component: str) -> list[dict]:
@@ -39,48 +39,7 @@ def k8s_manifests(objects: list, component: str) -> list[dict]:
     return result
 
 
-def k8s_file_name(obj: dict, index: int) -> str:
-    """A stable, readable file name for one object in a render folder."""
-    meta = obj.get("metadata", {})
-    parts = [f"{index:02d}", obj.get("kind", "object").lower()]
-    if meta.get("namespace"):
-        parts.append(meta["namespace"])
-    parts.append(meta.get("name", "unnamed"))
-    return re.sub(r"[^a-z0-9.-]+", "-", "-".join(parts).lower()) + ".yml"
-
-
-def k8s_file_names(objects: list[dict]) -> list[str]:
-    """File names of a whole render folder, in order."""
-    return [k8s_file_name(obj, index) for index, obj in enumerate(objects)]
-
-
-def k8s_redact_secrets(objects: list[dict]) -> list[dict]:
-    """Replace Secret values so a GitOps export never holds a password in plain text."""
-    result = []
-    for obj in objects:
-        if obj.get("kind") == "Secret":
-            obj = copy.deepcopy(obj)
-            for field in ("data", "stringData"):
-                if obj.get(field):
-                    obj[field] = dict.fromkeys(obj[field], REDACTED)
-        result.append(obj)
-    return result
-
-
-def k8s_ref(obj: dict) -> str:
-    """apiVersion/kind/namespace/name, to compare live objects with the desired set."""
-    meta = obj.get("metadata", {})
-    return "/".join(
-        [obj.get("apiVersion", ""), obj.get("kind", ""), meta.get("namespace") or "", meta.get("name", "")]
-    )
-
-
 class FilterModule:
     def filters(self) -> dict:
-        return {
-            "k8s_manifests": k8s_manifests,
-            "k8s_file_name": k8s_file_name,
-            "k8s_file_names": k8s_file_names,
-            "k8s_redact_secrets": k8s_redact_secrets,
-            "k8s_ref": k8s_ref,
-        }
+        # k8s_redact_secrets: so render arguments never carry a secret (and need no no_log).
+        return {"k8s_manifests": k8s_manifests, "k8s_redact_secrets": redact_secrets}

@@ -1,18 +1,11 @@
-"""Filters behind roles/k8s_apply: labels, file names, secret redaction."""
+"""Filters behind roles/k8s_apply: labels and checks on rendered objects."""
 
 from __future__ import annotations
 
 import pytest
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.k3sllm.platform.plugins.filter.k8s import (
-    REDACTED,
-    k8s_file_name,
-    k8s_file_names,
-    k8s_manifests,
-    k8s_redact_secrets,
-    k8s_ref,
-)
+from ansible_collections.k3sllm.platform.plugins.filter.k8s import FilterModule, k8s_manifests
 
 CONFIGMAP = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cfg", "namespace": "k3sllm"}}
 
@@ -46,31 +39,5 @@ def test_manifests_reject_incomplete_objects(obj, message):
     assert "gateway" in str(error.value)
 
 
-def test_file_names_are_ordered_and_safe():
-    cluster_scoped = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "K3sllm_NS"}}
-    assert k8s_file_name(cluster_scoped, 0) == "00-namespace-k3sllm-ns.yml"
-    assert k8s_file_names([cluster_scoped, CONFIGMAP]) == [
-        "00-namespace-k3sllm-ns.yml",
-        "01-configmap-k3sllm-cfg.yml",
-    ]
-
-
-def test_secrets_are_redacted_and_other_objects_untouched():
-    secret = {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": {"name": "s"},
-        "stringData": {"password": "hunter2"},
-        "data": {"token": "aHVudGVyMg=="},
-    }
-    redacted, configmap = k8s_redact_secrets([secret, CONFIGMAP])
-    assert redacted["stringData"] == {"password": REDACTED}
-    assert redacted["data"] == {"token": REDACTED}
-    assert secret["stringData"]["password"] == "hunter2"
-    assert configmap is CONFIGMAP
-
-
-def test_ref_distinguishes_namespaces():
-    other = {**CONFIGMAP, "metadata": {"name": "cfg", "namespace": "other"}}
-    assert k8s_ref(CONFIGMAP) == "v1/ConfigMap/k3sllm/cfg"
-    assert k8s_ref(CONFIGMAP) != k8s_ref(other)
+def test_filters_are_registered():
+    assert set(FilterModule().filters()) == {"k8s_manifests", "k8s_redact_secrets"}
