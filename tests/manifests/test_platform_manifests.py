@@ -142,10 +142,9 @@ def test_charts_are_pinned_or_embedded(rendered):
             )
 
 
-def test_airgap_images_come_from_the_mirror(rendered):
-    mirror = settings(rendered).get("gpu_operator_image_registry")
-    if not mirror:
-        pytest.skip("this inventory pulls from the internet")
+def test_airgap_images_come_from_the_mirror(rendered_all):
+    rendered = rendered_all["airgap"]
+    mirror = settings(rendered)["gpu_operator_image_registry"]
     operator = values(chart(rendered, "gpu-operator"))
     for component in ("operator", "validator", "devicePlugin", "dcgmExporter", "gfd", "toolkit"):
         assert operator[component]["repository"].startswith(mirror + "/"), component
