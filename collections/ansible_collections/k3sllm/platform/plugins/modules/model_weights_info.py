@@ -37,11 +37,8 @@ options:
     description: Model name to snapshot folder or tarball on the managed host.
     type: dict
     default: {}
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    support: none
+extends_documentation_fragment:
+  - k3sllm.platform.read_only
 """
 
 EXAMPLES = r"""
