@@ -1,8 +1,9 @@
 """Shared verifier step: on a converged host, --check must report no change.
 
-Molecule's own `check` step runs converge in check mode but passes whatever it reports. Scenarios
-list this file in `verifier.additional_files_or_dirs`; it re-runs the scenario's converge playbook
-with --check against the same inventory and fails on any `changed` task, naming it.
+Molecule's own `check` action runs converge in check mode but passes whatever it reports. Each
+scenario's tests call ``assert_check_mode_unchanged()`` from a ``test_00_check_mode.py`` (so it runs
+before tests that change the hosts): it re-runs the scenario's converge playbook with --check
+against the same inventory and fails on any `changed` task, naming it.
 """
 
 import os
@@ -20,10 +21,25 @@ def converge_playbook() -> Path:
     return (scenario / playbook).resolve()
 
 
-def test_check_mode_reports_no_change_on_a_converged_host():
+def changed_tasks(output: str) -> list[str]:
+    """Name each task that reported a change, with the host."""
+    task, found = "?", []
+    for line in output.splitlines():
+        if line.startswith("TASK ["):
+            task = line[6 : line.index("]")]
+        elif line.startswith("changed: ["):
+            found.append(f"{task} on {line[10 : line.index(']')]}")
+    return found
+
+
+def assert_check_mode_unchanged(limit: str | None = None) -> None:
+    """Run converge with --check (optionally on some hosts only) and require changed=0 everywhere."""
     inventory = Path(os.environ["MOLECULE_INVENTORY_FILE"]).parent
+    command = ["ansible-playbook", "-i", str(inventory), "--check", str(converge_playbook())]
+    if limit:
+        command += ["--limit", limit]
     result = subprocess.run(
-        ["ansible-playbook", "-i", str(inventory), "--check", str(converge_playbook())],
+        command,
         capture_output=True,
         text=True,
         timeout=900,
@@ -37,14 +53,3 @@ def test_check_mode_reports_no_change_on_a_converged_host():
     assert all(count == "0" for _host, count in recap), (
         f"check mode reported changes in: {changed_tasks(output)}"
     )
-
-
-def changed_tasks(output: str) -> list[str]:
-    """Name each task that reported a change, with the host."""
-    task, found = "?", []
-    for line in output.splitlines():
-        if line.startswith("TASK ["):
-            task = line[6 : line.index("]")]
-        elif line.startswith("changed: ["):
-            found.append(f"{task} on {line[10 : line.index(']')]}")
-    return found

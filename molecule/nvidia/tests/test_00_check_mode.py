@@ -1,0 +1,15 @@
+"""--check on the converged hosts reports no change (molecule's own check action asserts nothing).
+
+Host b is moved to a newer toolkit pin by side_effect (the upgrade test), so only host a still
+matches the converge playbook's settings."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "_harness"))
+
+from check_mode import assert_check_mode_unchanged
+
+
+def test_check_mode_reports_no_change_on_a_converged_host():
+    assert_check_mode_unchanged("k3sllm-nvidia-a")
