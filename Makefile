@@ -14,11 +14,11 @@ MOLECULE_SUITES ?= bookworm trixie
 MOLECULE_SCENARIOS ?= $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/molecule.yml)))
 PLAYBOOKS := site.yml $(wildcard playbooks/*.yml)
 
-.PHONY: help setup setup-vllm test check lint syntax pytest pytest-fast molecule images deps bench clean
+.PHONY: help setup setup-vllm prepare test check lint syntax pytest pytest-fast molecule images deps bench clean
 
 help:
 	@echo "make setup     create .venv and install the pinned tool-chain (idempotent)"
-	@echo "make test      full suite: lint, syntax check, pytest, molecule scenarios"
+	@echo "make test      full suite: lint, syntax check, pytest, molecule scenarios (images and vLLM built alongside lint)"
 	@echo "make check     fast inner loop: lint, syntax check, pytest without slow tests"
 	@echo "make molecule  molecule scenarios only (MOLECULE_SCENARIOS=default)"
 	@echo "make bench     benchmarks (print ratios against a baseline run alongside)"
@@ -34,7 +34,12 @@ $(VENV)/.installed: requirements.txt
 setup-vllm:
 	@scripts/setup-vllm-cpu.sh
 
-test: lint syntax pytest molecule
+test: prepare pytest molecule
+
+# The one-time preparations (systemd images, the vLLM CPU build) wait mostly on downloads while
+# lint waits on the CPU: run them side by side. Quick no-ops once everything is in place.
+prepare: setup
+	@$(MAKE) --no-print-directory -j4 lint syntax images setup-vllm
 
 check: lint syntax pytest-fast
 
