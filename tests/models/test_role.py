@@ -68,7 +68,8 @@ def recap(stdout: str) -> dict[str, int]:
 
 def run_while_watching(inventory: Path, hub, lines_wanted: int) -> tuple[int, str]:
     """Run the role's playbook, keeping the stand-in slow until the play has printed ``lines_wanted``
-    progress lines, then let the download finish at full speed (robust on a loaded machine)."""
+    progress lines, at least one of them past 0 % (a slow machine prints 0 % while the job starts),
+    then let the download finish at full speed (robust on a loaded machine)."""
     env = dict(os.environ, ANSIBLE_CONFIG=str(REPO_ROOT / "ansible.cfg"), ANSIBLE_NOCOLOR="1")
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     proc = subprocess.Popen(
@@ -87,11 +88,14 @@ def run_while_watching(inventory: Path, hub, lines_wanted: int) -> tuple[int, st
     assert proc.stdout is not None
     out = []
     seen = 0
+    moved = False
     for line in proc.stdout:
         out.append(line)
-        if PROGRESS.search(line):
+        progress = PROGRESS.search(line)
+        if progress:
             seen += 1
-            if seen >= lines_wanted:
+            moved = moved or float(progress.group(1)) > 0
+            if seen >= lines_wanted and moved:
                 hub.rate_bps = 0
     proc.wait(240)
     hub.rate_bps = 0
