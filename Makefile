@@ -13,6 +13,9 @@ export CONTAINERS_CONF := $(CURDIR)/molecule/_harness/containers.conf
 MOLECULE_SUITES ?= bookworm trixie
 MOLECULE_SCENARIOS ?= $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/molecule.yml)))
 PLAYBOOKS := site.yml $(wildcard playbooks/*.yml)
+# pytest-xdist workers; whole files go to one worker so module fixtures run once (PYTEST_WORKERS=0: serial).
+PYTEST_WORKERS ?= auto
+PYTEST_XDIST := -n $(PYTEST_WORKERS) --dist loadfile
 
 .PHONY: help setup setup-vllm prepare test check lint syntax pytest pytest-fast molecule images deps bench clean
 
@@ -20,7 +23,7 @@ help:
 	@echo "make setup     create .venv and install the pinned tool-chain (idempotent)"
 	@echo "make test      full suite: lint, syntax check, pytest, molecule scenarios (images and vLLM built alongside lint)"
 	@echo "make check     fast inner loop: lint, syntax check, pytest without slow tests"
-	@echo "make molecule  molecule scenarios only (MOLECULE_SCENARIOS=default)"
+	@echo "make molecule  molecule scenarios only, side by side (MOLECULE_SCENARIOS=default, MOLECULE_JOBS=1)"
 	@echo "make bench     benchmarks (print ratios against a baseline run alongside)"
 
 setup: $(VENV)/.installed
@@ -56,16 +59,16 @@ deps:
 	@scripts/install-test-deps.sh
 
 pytest: setup deps setup-vllm
-	K3SLLM_REQUIRE_REALVLLM=1 pytest
+	K3SLLM_REQUIRE_REALVLLM=1 pytest $(PYTEST_XDIST)
 
 pytest-fast: setup
-	pytest -m "not slow and not realvllm"
+	pytest $(PYTEST_XDIST) -m "not slow and not realvllm"
 
 images: deps
 	@for s in $(MOLECULE_SUITES); do molecule/_harness/build-image.sh "$$s"; done
 
 molecule: setup images
-	@for s in $(MOLECULE_SCENARIOS); do echo "== molecule scenario $$s"; molecule test -s "$$s"; done
+	@molecule/_harness/run-scenarios.sh $(MOLECULE_SCENARIOS)
 
 bench: setup
 	@for b in $(wildcard bench/*/__main__.py); do d=$$(dirname "$$b"); echo "== $$d"; python -m "$${d//\//.}" --quick; done

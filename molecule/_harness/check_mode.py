@@ -1,8 +1,9 @@
 """Shared verifier step: on a converged host, --check must report no change.
 
-Molecule's own `check` action runs converge in check mode but passes whatever it reports. Each
-scenario's tests call ``assert_check_mode_unchanged()`` from a ``test_00_check_mode.py`` (so it runs
-before tests that change the hosts): it re-runs the scenario's converge playbook with --check
+Molecule's own `check` action runs converge in check mode but passes whatever it reports, so the
+scenarios leave it out of their test_sequence and assert instead: each scenario's tests call
+``assert_check_mode_unchanged()`` from a ``test_00_check_mode.py`` (so it runs before tests that
+change the hosts): it re-runs the scenario's converge playbook with --check
 against the same inventory and fails on any `changed` task, naming it.
 """
 

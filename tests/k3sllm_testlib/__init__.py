@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sys
+from collections.abc import Callable
 from pathlib import Path
+
+from filelock import FileLock
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -26,3 +30,22 @@ def ansible_env(**extra: str) -> dict[str, str]:
 def strip_private(obj: dict) -> dict:
     """Drop the bookkeeping keys (``_file``) tests add to rendered objects."""
     return {key: value for key, value in obj.items() if not key.startswith("_")}
+
+
+def session_folder(tmp_path_factory, name: str, fill: Callable[[Path], None]) -> Path:
+    """A folder filled once per test session, however many pytest-xdist workers ask for it.
+
+    Expensive fixtures (rendering every inventory) would otherwise run once per worker: the first
+    worker to ask fills the folder under a lock shared by all workers, the others wait and reuse it.
+    """
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # the session's folder, shared by the workers
+    folder = root / name
+    with FileLock(f"{folder}.lock"):
+        if not (folder / ".complete").exists():
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir(parents=True)
+            fill(folder)
+            (folder / ".complete").touch()
+    return folder

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from k3sllm_testlib import BIN, REPO, ansible_env
+from k3sllm_testlib import BIN, REPO, ansible_env, session_folder
 
 HERE = Path(__file__).resolve().parent
 # Seconds for one inventory's render; the first test that needs the renders waits for all three.
@@ -43,7 +43,7 @@ class Rendered:
         return [obj for obj in self.objects if obj["_file"].parent.name == name]
 
 
-def render(name: str, inventory: Path, out: Path) -> Rendered:
+def render(inventory: Path, out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     result = subprocess.run(
         [
@@ -62,6 +62,9 @@ def render(name: str, inventory: Path, out: Path) -> Rendered:
     )
     if result.returncode != 0:
         pytest.fail(f"render.yml failed for {inventory}:\n{result.stdout[-4000:]}\n{result.stderr[-2000:]}")
+
+
+def load(name: str, out: Path) -> Rendered:
     objects = []
     for path in sorted(out.rglob("*.yml")):
         for doc in yaml.safe_load_all(path.read_text()):
@@ -80,14 +83,15 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.fixture(scope="session")
 def rendered_all(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Rendered]:
-    base = tmp_path_factory.mktemp("rendered")
-    result = {}
-    for name, inventory in INVENTORIES.items():
-        # Copy so the run's artifacts (generated passwords) never land in the repository.
-        copy = base / name / "inventory"
-        shutil.copytree(inventory, copy)
-        result[name] = render(name, copy, base / name / "rendered")
-    return result
+    def render_all(base: Path) -> None:
+        for name, inventory in INVENTORIES.items():
+            # Copy so the run's artifacts (generated passwords) never land in the repository.
+            copy = base / name / "inventory"
+            shutil.copytree(inventory, copy)
+            render(copy, base / name / "rendered")
+
+    base = session_folder(tmp_path_factory, "rendered", render_all)
+    return {name: load(name, base / name / "rendered") for name in INVENTORIES}
 
 
 @pytest.fixture(params=list(INVENTORIES), scope="session")
