@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import re
+import shutil
 
 import pytest
 
@@ -60,9 +61,9 @@ def cluster_inventory(local_inventory, api, tmp_path):
     return _make
 
 
-def run_models(run_playbook, inventory, *args):
+def run_models(run_playbook, inventory, *args, tags: str = "vllm,model_switcher"):
     # The engines and the switcher, run alone by tag as users do; the weights play is tested in tests/models.
-    result = run_playbook("playbooks/models.yml", inventory, "--tags", "vllm,model_switcher", *args)
+    result = run_playbook("playbooks/models.yml", inventory, "--tags", tags, *args)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-4000:]
     return output
@@ -107,6 +108,37 @@ def test_apply_lifecycle(api, cluster_inventory, run_playbook):
     config = api.store.get("ConfigMap", "switcher-config", "k3sllm")["data"]["config.yaml"]
     assert "vllm-alpha" in config
     assert "vllm-beta" not in config
+
+
+def test_generated_token_survives_a_lost_controller_folder(api, cluster_inventory, run_playbook):
+    """A generated secret (the switcher's admin token; Grafana's password takes the same path): check
+    mode stores nothing anywhere; the first run stores it in the cluster with a 0600 copy on the
+    controller; a controller that lost its artifacts folder keeps the cluster's value, and its copy."""
+    inventory = cluster_inventory(catalog("alpha"), model_switcher_admin_token="")
+    secrets = inventory / "artifacts" / "secrets"
+    copy = secrets / "switcher-admin-token"
+
+    checked = run_models(run_playbook, inventory, "--check", tags="model_switcher")
+    assert changed(checked) > 0
+    assert not secrets.exists()
+    assert api.store.get("Secret", "switcher-admin-token", "k3sllm") is None
+
+    first = run_models(run_playbook, inventory, tags="model_switcher")
+    secret = api.store.get("Secret", "switcher-admin-token", "k3sllm")
+    token = base64.b64decode(secret["data"]["admin-token"]).decode()
+    assert len(token) == 40 and token.isalnum()
+    assert token not in first
+    assert copy.read_text().strip() == token
+    assert copy.stat().st_mode & 0o777 == 0o600
+
+    shutil.rmtree(secrets)
+    writes = list(api.store.writes)
+    again = run_models(run_playbook, inventory, tags="model_switcher")
+    assert token not in again
+    assert [w for w in api.store.writes[len(writes) :] if "Secret/" in w] == []
+    secret = api.store.get("Secret", "switcher-admin-token", "k3sllm")
+    assert base64.b64decode(secret["data"]["admin-token"]).decode() == token
+    assert copy.read_text().strip() == token
 
 
 def test_missing_kubeconfig_names_the_fix(local_inventory, run_playbook):
