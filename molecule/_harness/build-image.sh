@@ -6,6 +6,10 @@
 set -euo pipefail
 
 suite=${1:?usage: build-image.sh <debian suite, e.g. bookworm or trixie>}
+if [[ ! "$suite" =~ ^[a-z]+$ ]]; then
+  echo "build-image.sh: '$suite' is not a Debian suite name (bookworm, trixie, ...)" >&2
+  exit 2
+fi
 image="localhost/k3sllm-systemd:${suite}"
 here=$(cd "$(dirname "$0")" && pwd)
 export CONTAINERS_CONF=${CONTAINERS_CONF:-$here/containers.conf}
@@ -17,7 +21,7 @@ if [[ "${FORCE:-0}" != 1 ]] && podman image exists "$image"; then
 fi
 
 root=$(mktemp -d "${TMPDIR:-/var/tmp}/k3sllm-rootfs-${suite}.XXXXXX")
-trap 'rm -rf "$root"' EXIT
+trap 'rm -rf "$root" "$root.log"' EXIT
 
 echo "building $image with debootstrap (about 2 minutes)"
 debootstrap --variant=minbase \

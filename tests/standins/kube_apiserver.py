@@ -10,10 +10,22 @@ modules use through the Python client:
   which is how the modules implement check mode;
 - server-managed metadata (uid, resourceVersion, generation, creationTimestamp);
 - a pretend Deployment controller: every Deployment reports all replicas ready at once, so
-  ``wait: true`` is exercised.
+  ``wait: true`` is exercised;
+- admission as a real server does it: a write (dry runs too) into a namespace that does not exist
+  is refused with 404 ``namespaces "x" not found``. K3s's own namespaces exist from the start.
 
-Unknown kinds get 404 like a cluster without the CRD. Every write is recorded in ``writes`` so
-tests can assert that a second run wrote nothing.
+It starts as a bare K3s server does: the built-in kinds plus the CRDs K3s ships (HelmChart,
+HelmChartConfig, Traefik's). The kinds of cert-manager and the Prometheus Operator are served only
+once their CustomResourceDefinitions exist, which the pretend controllers create:
+
+- helm-controller: a HelmChart for cert-manager or kube-prometheus-stack installs that chart's CRDs
+  (Established) and, for cert-manager, an Available ``cert-manager-webhook`` Deployment;
+- GPU Operator: a HelmChart for gpu-operator makes every node advertise ``nvidia.com/gpu``
+  (``gpus_per_node``) with the ``nvidia.com/gpu.present=true`` label, as feature discovery does;
+- cert-manager: a Certificate is Ready at once and its Secret holds a (fake) PEM chain.
+
+Unknown kinds get 404 like a cluster without the CRD. Every client write is recorded in ``writes``
+so tests can assert that a second run wrote nothing; the pretend controllers' writes are not.
 """
 
 from __future__ import annotations
@@ -42,7 +54,8 @@ class Kind:
         return f"{self.group}/{self.version}" if self.group else self.version
 
 
-KINDS = [
+# Served from the start by a K3s server: the built-in API and the CRDs K3s installs itself.
+BUILTIN_KINDS = [
     Kind("", "v1", "Namespace", "namespaces", False),
     Kind("", "v1", "ConfigMap", "configmaps", True),
     Kind("", "v1", "Secret", "secrets", True),
@@ -61,17 +74,34 @@ KINDS = [
     Kind("rbac.authorization.k8s.io", "v1", "ClusterRole", "clusterroles", False),
     Kind("rbac.authorization.k8s.io", "v1", "ClusterRoleBinding", "clusterrolebindings", False),
     Kind("node.k8s.io", "v1", "RuntimeClass", "runtimeclasses", False),
+    Kind("apiextensions.k8s.io", "v1", "CustomResourceDefinition", "customresourcedefinitions", False),
     Kind("helm.cattle.io", "v1", "HelmChart", "helmcharts", True),
     Kind("helm.cattle.io", "v1", "HelmChartConfig", "helmchartconfigs", True),
-    Kind("monitoring.coreos.com", "v1", "ServiceMonitor", "servicemonitors", True),
-    Kind("monitoring.coreos.com", "v1", "PrometheusRule", "prometheusrules", True),
-    Kind("cert-manager.io", "v1", "ClusterIssuer", "clusterissuers", False),
-    Kind("cert-manager.io", "v1", "Issuer", "issuers", True),
-    Kind("cert-manager.io", "v1", "Certificate", "certificates", True),
     Kind("traefik.io", "v1alpha1", "IngressRoute", "ingressroutes", True),
     Kind("traefik.io", "v1alpha1", "Middleware", "middlewares", True),
     Kind("traefik.io", "v1alpha1", "TLSOption", "tlsoptions", True),
+    Kind("traefik.io", "v1alpha1", "TLSStore", "tlsstores", True),
 ]
+# Served once a chart has created their CustomResourceDefinition.
+CHART_CRDS = {
+    "kube-prometheus-stack": [
+        Kind("monitoring.coreos.com", "v1", "ServiceMonitor", "servicemonitors", True),
+        Kind("monitoring.coreos.com", "v1", "PrometheusRule", "prometheusrules", True),
+    ],
+    "cert-manager": [
+        Kind("cert-manager.io", "v1", "ClusterIssuer", "clusterissuers", False),
+        Kind("cert-manager.io", "v1", "Issuer", "issuers", True),
+        Kind("cert-manager.io", "v1", "Certificate", "certificates", True),
+    ],
+}
+CRD_KINDS = [kind for kinds in CHART_CRDS.values() for kind in kinds]
+K3S_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
+FAKE_PEM = "-----BEGIN CERTIFICATE-----\nc3RhbmQtaW4gY2VydGlmaWNhdGU=\n-----END CERTIFICATE-----\n"
+
+
+def crd_name(kind: Kind) -> str:
+    return f"{kind.plural}.{kind.group}"
+
 
 VERBS = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]
 # /api/v1/... or /apis/<group>/<version>/..., then optional namespaces/<ns>/, then plural[/name]
@@ -94,6 +124,25 @@ def merge_patch(target, patch):
     return result
 
 
+def with_status(kind: Kind, obj: dict) -> None:
+    """What the pretend controllers report at once: Deployments ready, Certificates issued."""
+    if kind.kind == "Deployment":
+        replicas = obj.get("spec", {}).get("replicas", 1)
+        obj["status"] = {
+            "observedGeneration": obj["metadata"].get("generation", 1),
+            "replicas": replicas,
+            "readyReplicas": replicas,
+            "availableReplicas": replicas,
+            "updatedReplicas": replicas,
+            "conditions": [
+                {"type": "Available", "status": "True"},
+                {"type": "Progressing", "status": "True", "reason": "NewReplicaSetAvailable"},
+            ],
+        }
+    elif kind.kind == "Certificate":
+        obj["status"] = {"conditions": [{"type": "Ready", "status": "True", "reason": "Ready"}]}
+
+
 @dataclass
 class Store:
     objects: dict[tuple, dict] = field(default_factory=dict)
@@ -113,6 +162,29 @@ class Store:
 
     def names(self, kind: str) -> list[str]:
         return sorted(n for (k, _ns, n) in self.objects if k.kind == kind)
+
+    def put(self, kind: Kind, obj: dict) -> dict:
+        """Store an object as a controller would (not a client write: not recorded in ``writes``)."""
+        obj = copy.deepcopy(obj)
+        obj["apiVersion"], obj["kind"] = kind.group_version, kind.kind
+        meta = obj["metadata"]
+        key = (kind, meta.get("namespace") if kind.namespaced else None, meta["name"])
+        before = (self.objects.get(key) or {}).get("metadata", {})
+        meta.setdefault("uid", before.get("uid") or str(uuid.uuid4()))
+        meta.setdefault("creationTimestamp", before.get("creationTimestamp") or "2026-11-22T00:00:00Z")
+        meta.setdefault("generation", before.get("generation", 1))
+        with_status(kind, obj)
+        meta["resourceVersion"] = self.next_version()
+        self.objects[key] = obj
+        return obj
+
+    def served(self) -> list[Kind]:
+        """The built-in kinds, and the custom kinds whose CRD exists."""
+        crds = {n for (k, _ns, n) in list(self.objects) if k.kind == "CustomResourceDefinition"}
+        return BUILTIN_KINDS + [k for k in CRD_KINDS if crd_name(k) in crds]
+
+    def namespace_exists(self, name: str) -> bool:
+        return any(k.kind == "Namespace" and n == name for (k, _ns, n) in list(self.objects))
 
 
 def status(code: int, reason: str, message: str) -> dict:
@@ -159,7 +231,8 @@ class Handler(BaseHTTPRequestHandler):
         # /api/v1/namespaces/<name> is the Namespace object itself, not a namespace scope.
         if plural is None and namespace is not None:
             plural, name, namespace = "namespaces", namespace, None
-        kind = next((k for k in KINDS if (k.group, k.version, k.plural) == (group, version, plural)), None)
+        served = self.server.store.served()
+        kind = next((k for k in served if (k.group, k.version, k.plural) == (group, version, plural)), None)
         return url.path, query, kind, namespace, name
 
     # -- discovery --------------------------------------------------------------------------
@@ -170,7 +243,7 @@ class Handler(BaseHTTPRequestHandler):
             return {"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": []}
         if path == "/apis":
             groups: dict[str, list[str]] = {}
-            for k in KINDS:
+            for k in self.server.store.served():
                 if k.group and k.version not in groups.setdefault(k.group, []):
                     groups[k.group].append(k.version)
             return {
@@ -196,7 +269,7 @@ class Handler(BaseHTTPRequestHandler):
                     "kind": k.kind,
                     "verbs": VERBS,
                 }
-                for k in KINDS
+                for k in self.server.store.served()
                 if k.group_version == group_version
             ]
             if resources:
@@ -272,19 +345,7 @@ class Handler(BaseHTTPRequestHandler):
             for item, value in obj.pop("stringData").items():
                 data[item] = base64.b64encode(value.encode()).decode()
             obj["data"] = data
-        if kind.kind == "Deployment":  # the pretend controller: every replica ready at once
-            replicas = obj.get("spec", {}).get("replicas", 1)
-            obj["status"] = {
-                "observedGeneration": meta["generation"],
-                "replicas": replicas,
-                "readyReplicas": replicas,
-                "availableReplicas": replicas,
-                "updatedReplicas": replicas,
-                "conditions": [
-                    {"type": "Available", "status": "True"},
-                    {"type": "Progressing", "status": "True", "reason": "NewReplicaSetAvailable"},
-                ],
-            }
+        with_status(kind, obj)
         meta["resourceVersion"] = before.get("resourceVersion")
         if previous == obj:  # a no-op write changes nothing, resourceVersion included
             return obj
@@ -292,6 +353,7 @@ class Handler(BaseHTTPRequestHandler):
         if not dry_run:
             store.objects[key] = obj
             store.writes.append(f"{verb} {kind.kind}/{meta['name']}")
+            self.server.react(kind, obj)
         return obj
 
     def _mutate(self, verb: str) -> None:
@@ -304,6 +366,9 @@ class Handler(BaseHTTPRequestHandler):
         body = self._body()
         store = self.server.store
         with store.lock:
+            # NamespaceLifecycle admission, which runs for dry runs too.
+            if verb != "DELETE" and kind.namespaced and namespace and not store.namespace_exists(namespace):
+                return self._send(404, status(404, "NotFound", f'namespaces "{namespace}" not found'))
             key = (kind, namespace if kind.namespaced else None, name or body.get("metadata", {}).get("name"))
             existing = store.objects.get(key)
             if verb == "POST":
@@ -353,10 +418,71 @@ class KubeApiServer(ThreadingHTTPServer):
 
     daemon_threads = True
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        nodes: tuple[str, ...] = ("llm",),
+        gpus_per_node: int = 1,
+        charts: tuple[str, ...] = (),
+    ) -> None:
+        """``nodes``: the cluster's nodes; ``gpus_per_node``: what the GPU Operator makes each advertise
+        (0: a node whose GPU never shows up); ``charts``: charts already installed (their CRDs exist)."""
         super().__init__((host, port), Handler)
         self.store = Store()
+        self.gpus_per_node = gpus_per_node
+        namespace = next(k for k in BUILTIN_KINDS if k.kind == "Namespace")
+        node = next(k for k in BUILTIN_KINDS if k.kind == "Node")
+        for name in K3S_NAMESPACES:
+            self.store.put(namespace, {"metadata": {"name": name}, "status": {"phase": "Active"}})
+        for name in nodes:
+            labels = {"kubernetes.io/hostname": name, "node-role.kubernetes.io/control-plane": "true"}
+            self.store.put(
+                node, {"metadata": {"name": name, "labels": labels}, "status": {"allocatable": {}}}
+            )
+        for chart in charts:
+            self.install_chart(chart, chart)
         self._thread = threading.Thread(target=self.serve_forever, daemon=True)
+
+    # -- pretend controllers (called with the store locked) -------------------------------------
+    def react(self, kind: Kind, obj: dict) -> None:
+        """What the cluster's controllers do after a client write."""
+        if kind.kind == "HelmChart":
+            self.install_chart(obj["metadata"]["name"], obj.get("spec", {}).get("targetNamespace", "default"))
+        elif kind.kind == "Certificate" and obj.get("spec", {}).get("secretName"):
+            secret = next(k for k in BUILTIN_KINDS if k.kind == "Secret")
+            pem = base64.b64encode(FAKE_PEM.encode()).decode()
+            meta = {"name": obj["spec"]["secretName"], "namespace": obj["metadata"]["namespace"]}
+            data = {"tls.crt": pem, "ca.crt": pem, "tls.key": base64.b64encode(b"stand-in key").decode()}
+            self.store.put(secret, {"metadata": meta, "type": "kubernetes.io/tls", "data": data})
+
+    def install_chart(self, chart: str, namespace: str) -> None:
+        """helm-controller's install of the charts the platform uses, reduced to what roles wait on."""
+        crd = next(k for k in BUILTIN_KINDS if k.kind == "CustomResourceDefinition")
+        for kind in CHART_CRDS.get(chart, []):
+            spec = {
+                "group": kind.group,
+                "names": {"kind": kind.kind, "plural": kind.plural},
+                "scope": "Namespaced" if kind.namespaced else "Cluster",
+                "versions": [{"name": kind.version, "served": True, "storage": True}],
+            }
+            established = {"conditions": [{"type": "Established", "status": "True"}]}
+            self.store.put(crd, {"metadata": {"name": crd_name(kind)}, "spec": spec, "status": established})
+        if chart == "cert-manager":
+            deployment = next(k for k in BUILTIN_KINDS if k.kind == "Deployment")
+            webhook = {
+                "metadata": {"name": "cert-manager-webhook", "namespace": namespace},
+                "spec": {"replicas": 1},
+            }
+            self.store.put(deployment, webhook)
+        if chart == "gpu-operator" and self.gpus_per_node:
+            for (kind, _ns, _name), node in list(self.store.objects.items()):
+                if kind.kind == "Node":
+                    node = copy.deepcopy(node)
+                    node["metadata"]["labels"]["nvidia.com/gpu.present"] = "true"
+                    node["status"]["allocatable"]["nvidia.com/gpu"] = str(self.gpus_per_node)
+                    node["status"].setdefault("capacity", {})["nvidia.com/gpu"] = str(self.gpus_per_node)
+                    self.store.put(kind, node)
 
     @property
     def url(self) -> str:

@@ -39,7 +39,25 @@ def k8s_manifests(objects: list, component: str) -> list[dict]:
     return result
 
 
+def k8s_in_missing_namespaces(objects: list, existing_namespaces: list) -> list[dict]:
+    """The objects whose namespace the cluster does not have yet.
+
+    The API server refuses a dry-run create in a namespace that does not exist (admission runs on dry
+    runs too), even when the same batch creates that namespace first. Check mode leaves these objects
+    out of the server's dry run and reports them as to be created. Cluster-scoped objects (no
+    metadata.namespace), Namespaces included, are never in the result.
+    """
+    existing = set(existing_namespaces or [])
+    return [
+        obj for obj in objects or [] if (obj.get("metadata") or {}).get("namespace") not in existing | {None, ""}
+    ]
+
+
 class FilterModule:
     def filters(self) -> dict:
         # k8s_redact_secrets: so render arguments never carry a secret (and need no no_log).
-        return {"k8s_manifests": k8s_manifests, "k8s_redact_secrets": redact_secrets}
+        return {
+            "k8s_manifests": k8s_manifests,
+            "k8s_redact_secrets": redact_secrets,
+            "k8s_in_missing_namespaces": k8s_in_missing_namespaces,
+        }
