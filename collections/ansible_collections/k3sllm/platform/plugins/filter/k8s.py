@@ -49,7 +49,9 @@ def k8s_in_missing_namespaces(objects: list, existing_namespaces: list) -> list[
     """
     existing = set(existing_namespaces or [])
     return [
-        obj for obj in objects or [] if (obj.get("metadata") or {}).get("namespace") not in existing | {None, ""}
+        obj
+        for obj in objects or []
+        if (obj.get("metadata") or {}).get("namespace") not in existing | {None, ""}
     ]
 
 

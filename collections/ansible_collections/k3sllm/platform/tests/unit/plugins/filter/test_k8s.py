@@ -5,7 +5,11 @@ from __future__ import annotations
 import pytest
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.k3sllm.platform.plugins.filter.k8s import FilterModule, k8s_manifests
+from ansible_collections.k3sllm.platform.plugins.filter.k8s import (
+    FilterModule,
+    k8s_in_missing_namespaces,
+    k8s_manifests,
+)
 
 CONFIGMAP = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cfg", "namespace": "k3sllm"}}
 
@@ -40,4 +44,18 @@ def test_manifests_reject_incomplete_objects(obj, message):
 
 
 def test_filters_are_registered():
-    assert set(FilterModule().filters()) == {"k8s_manifests", "k8s_redact_secrets"}
+    assert set(FilterModule().filters()) == {
+        "k8s_manifests",
+        "k8s_redact_secrets",
+        "k8s_in_missing_namespaces",
+    }
+
+
+def test_objects_in_missing_namespaces_are_set_aside_for_check_mode():
+    namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "k3sllm"}}
+    issuer = {"apiVersion": "cert-manager.io/v1", "kind": "ClusterIssuer", "metadata": {"name": "ca"}}
+    elsewhere = {**CONFIGMAP, "metadata": {"name": "other", "namespace": "kube-system"}}
+    objects = [namespace, CONFIGMAP, issuer, elsewhere]
+    assert k8s_in_missing_namespaces(objects, ["default", "kube-system"]) == [CONFIGMAP]
+    assert k8s_in_missing_namespaces(objects, ["k3sllm", "kube-system"]) == []
+    assert k8s_in_missing_namespaces(objects, []) == [CONFIGMAP, elsewhere]
