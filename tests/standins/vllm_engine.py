@@ -42,6 +42,7 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 from aiohttp import web
@@ -392,16 +393,10 @@ class VllmEngineStandIn:
             if body.get("stream"):
                 return await self._stream(request, n, rid, created, obj, chat, abort)
             words = [f"[{self.name}] "]
-            reason = "length"
-            for i in range(n):
-                if self.timings.token_s:
-                    await asyncio.sleep(self.timings.token_s)
-                if abort.is_set():
-                    reason = "abort"
-                    self.stats.aborted_by_sleep += 1
-                    break
+            async for i in self._paced_tokens(n, abort):
                 words.append(self._word(i))
                 self.stats.tokens += 1
+            reason = "length" if len(words) == n + 1 else "abort"
             text = "".join(words)
             choice: dict = {"index": 0, "finish_reason": reason}
             if chat:
@@ -447,25 +442,31 @@ class VllmEngineStandIn:
             return b"data: " + json.dumps(data).encode() + b"\n\n"
 
         await resp.write(event(f"[{self.name}] ", None))
-        reason = "length"
-        for i in range(n):
-            if self.timings.token_s:
-                await asyncio.sleep(self.timings.token_s)
-            if abort.is_set():
-                reason = "abort"
-                self.stats.aborted_by_sleep += 1
-                break
+        sent = 0
+        async for i in self._paced_tokens(n, abort):
             if self.faults.die_after_tokens is not None and i >= self.faults.die_after_tokens:
                 self.faults.die_after_tokens = None
                 self._die_soon()
                 await asyncio.Event().wait()  # the kill aborts our connection and cancels us
             await resp.write(event(self._word(i), None))
             self.stats.tokens += 1
-        await resp.write(event(None, reason))
+            sent += 1
+        await resp.write(event(None, "length" if sent == n else "abort"))
         await resp.write(b"data: [DONE]\n\n")
         self.stats.served += 1
         await resp.write_eof()
         return resp
+
+    async def _paced_tokens(self, n: int, abort: asyncio.Event) -> AsyncIterator[int]:
+        """Token indexes at the engine's pace; stops early when a sleep aborts the request, as vLLM
+        finishes a running request with reason "abort"."""
+        for i in range(n):
+            if self.timings.token_s:
+                await asyncio.sleep(self.timings.token_s)
+            if abort.is_set():
+                self.stats.aborted_by_sleep += 1
+                return
+            yield i
 
     def _die_soon(self) -> None:
         async def die_and_maybe_restart() -> None:
