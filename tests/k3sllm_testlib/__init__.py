@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import sys
 from collections.abc import Callable
@@ -25,6 +26,13 @@ def ansible_env(**extra: str) -> dict[str, str]:
     )
     env.update(extra)
     return env
+
+
+def changed_count(output: str, host: str = "localhost") -> int:
+    """The `changed` count of ``host`` in an ansible-playbook recap."""
+    match = re.search(rf"{re.escape(host)}\s+:\s+ok=\d+\s+changed=(\d+)", output)
+    assert match, output[-3000:]
+    return int(match.group(1))
 
 
 def strip_private(obj: dict) -> dict:

@@ -4,10 +4,10 @@ Kubernetes API stand-in: create, idempotent re-run, honest check mode, prune, se
 from __future__ import annotations
 
 import base64
-import re
 import shutil
 
 import pytest
+from k3sllm_testlib import changed_count
 
 from standins.kube_apiserver import KubeApiServer
 
@@ -23,12 +23,6 @@ MODEL = {
 
 def catalog(*names: str) -> list[dict]:
     return [{**MODEL, "name": name} for name in names]
-
-
-def changed(output: str) -> int:
-    match = re.search(r"localhost\s+:\s+ok=\d+\s+changed=(\d+)", output)
-    assert match, output[-3000:]
-    return int(match.group(1))
 
 
 @pytest.fixture
@@ -76,7 +70,7 @@ def test_apply_lifecycle(api, cluster_inventory, run_playbook):
 
     # 1. First run creates everything, labelled for pruning.
     first = run_models(run_playbook, inventory)
-    assert changed(first) > 0
+    assert changed_count(first) > 0
     assert api.store.names("Deployment") == ["switcher", "vllm-alpha", "vllm-beta"]
     assert "k3sllm" in api.store.names("Namespace")
     deployment = api.store.get("Deployment", "vllm-alpha", "k3sllm")
@@ -89,14 +83,14 @@ def test_apply_lifecycle(api, cluster_inventory, run_playbook):
     # 2. A second run with the same inventory changes and writes nothing.
     writes = list(api.store.writes)
     second = run_models(run_playbook, inventory)
-    assert changed(second) == 0, second[-4000:]
+    assert changed_count(second) == 0, second[-4000:]
     assert api.store.writes == writes
 
     # 3. Check mode reports a catalog edit as a change, through the server's dry run, and writes nothing.
     before = api.store.get("Deployment", "vllm-alpha", "k3sllm")["spec"]
     edited = cluster_inventory([{**catalog("alpha")[0], "gpu_memory_utilization": 0.6}, catalog("beta")[0]])
     checked = run_models(run_playbook, edited, "--check")
-    assert changed(checked) > 0
+    assert changed_count(checked) > 0
     assert api.store.writes == writes
     assert api.store.get("Deployment", "vllm-alpha", "k3sllm")["spec"] == before
 
@@ -121,7 +115,7 @@ def test_generated_token_survives_a_lost_controller_folder(api, cluster_inventor
 
     # On a bare cluster: the namespace does not exist yet, and a server dry run would refuse what goes in it.
     checked = run_models(run_playbook, inventory, "--check", tags="model_switcher")
-    assert changed(checked) > 0
+    assert changed_count(checked) > 0
     assert "cannot dry-run objects in namespaces that do not exist yet (k3sllm)" in " ".join(checked.split())
     assert not secrets.exists()
     assert api.store.get("Secret", "switcher-admin-token", "k3sllm") is None

@@ -6,9 +6,9 @@ the GPU on the node), an idempotent re-run, and a GPU that never shows up."""
 from __future__ import annotations
 
 import base64
-import re
 
 import pytest
+from k3sllm_testlib import changed_count
 
 from standins.kube_apiserver import FAKE_PEM, KubeApiServer
 
@@ -24,12 +24,6 @@ CATALOG = [
     }
     for name in ("alpha", "beta")
 ]
-
-
-def changed(output: str) -> int:
-    match = re.search(r"localhost\s+:\s+ok=\d+\s+changed=(\d+)", output)
-    assert match, output[-3000:]
-    return int(match.group(1))
 
 
 @pytest.fixture
@@ -57,7 +51,7 @@ def test_platform_installs_on_a_bare_k3s_then_changes_nothing(platform):
         # 1. Check mode on the bare cluster: reports the changes, writes nothing, says what it cannot preview.
         code, checked = run("--check")
         assert code == 0, checked[-4000:]
-        assert changed(checked) > 0
+        assert changed_count(checked) > 0
         assert api.store.writes == []
         assert "cert-manager is not installed yet" in checked
         assert "kube-prometheus-stack is not installed yet" in checked
@@ -86,11 +80,11 @@ def test_platform_installs_on_a_bare_k3s_then_changes_nothing(platform):
         writes = list(api.store.writes)
         code, second = run()
         assert code == 0, second[-4000:]
-        assert changed(second) == 0, second[-4000:]
+        assert changed_count(second) == 0, second[-4000:]
         assert api.store.writes == writes
         code, checked_again = run("--check")
         assert code == 0, checked_again[-4000:]
-        assert changed(checked_again) == 0, checked_again[-4000:]
+        assert changed_count(checked_again) == 0, checked_again[-4000:]
 
 
 def test_a_gpu_that_never_shows_up_names_the_setting_and_where_to_look(platform):

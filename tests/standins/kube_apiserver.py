@@ -99,6 +99,10 @@ K3S_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 FAKE_PEM = "-----BEGIN CERTIFICATE-----\nc3RhbmQtaW4gY2VydGlmaWNhdGU=\n-----END CERTIFICATE-----\n"
 
 
+def builtin(kind: str) -> Kind:
+    return next(k for k in BUILTIN_KINDS if k.kind == kind)
+
+
 def crd_name(kind: Kind) -> str:
     return f"{kind.plural}.{kind.group}"
 
@@ -431,8 +435,8 @@ class KubeApiServer(ThreadingHTTPServer):
         super().__init__((host, port), Handler)
         self.store = Store()
         self.gpus_per_node = gpus_per_node
-        namespace = next(k for k in BUILTIN_KINDS if k.kind == "Namespace")
-        node = next(k for k in BUILTIN_KINDS if k.kind == "Node")
+        namespace = builtin("Namespace")
+        node = builtin("Node")
         for name in K3S_NAMESPACES:
             self.store.put(namespace, {"metadata": {"name": name}, "status": {"phase": "Active"}})
         for name in nodes:
@@ -450,7 +454,7 @@ class KubeApiServer(ThreadingHTTPServer):
         if kind.kind == "HelmChart":
             self.install_chart(obj["metadata"]["name"], obj.get("spec", {}).get("targetNamespace", "default"))
         elif kind.kind == "Certificate" and obj.get("spec", {}).get("secretName"):
-            secret = next(k for k in BUILTIN_KINDS if k.kind == "Secret")
+            secret = builtin("Secret")
             pem = base64.b64encode(FAKE_PEM.encode()).decode()
             meta = {"name": obj["spec"]["secretName"], "namespace": obj["metadata"]["namespace"]}
             data = {"tls.crt": pem, "ca.crt": pem, "tls.key": base64.b64encode(b"stand-in key").decode()}
@@ -458,7 +462,7 @@ class KubeApiServer(ThreadingHTTPServer):
 
     def install_chart(self, chart: str, namespace: str) -> None:
         """helm-controller's install of the charts the platform uses, reduced to what roles wait on."""
-        crd = next(k for k in BUILTIN_KINDS if k.kind == "CustomResourceDefinition")
+        crd = builtin("CustomResourceDefinition")
         for kind in CHART_CRDS.get(chart, []):
             spec = {
                 "group": kind.group,
@@ -469,7 +473,7 @@ class KubeApiServer(ThreadingHTTPServer):
             established = {"conditions": [{"type": "Established", "status": "True"}]}
             self.store.put(crd, {"metadata": {"name": crd_name(kind)}, "spec": spec, "status": established})
         if chart == "cert-manager":
-            deployment = next(k for k in BUILTIN_KINDS if k.kind == "Deployment")
+            deployment = builtin("Deployment")
             webhook = {
                 "metadata": {"name": "cert-manager-webhook", "namespace": namespace},
                 "spec": {"replicas": 1},
