@@ -9,93 +9,26 @@ without it the test skips, unless K3SLLM_REQUIRE_REALVLLM=1 makes that a failure
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-import os
-import socket
-import subprocess
 import time
-from pathlib import Path
 
 import aiohttp
 import pytest
+from k3sllm_testlib.real_vllm import require_setup, vllm_servers, wait_healthy
 
 from switcher.app import Switcher, start_site
 from switcher.config import parse_config
 
 pytestmark = [pytest.mark.realvllm, pytest.mark.slow, pytest.mark.timeout(600)]
 
-REPO = Path(__file__).resolve().parents[2]
-VENV = REPO / ".venv-vllm"
-MODEL = REPO / ".build" / "tiny-llama"
-START_TIMEOUT = 420
-
-
-def _require_setup() -> None:
-    missing = [str(p) for p in (VENV / ".k3sllm-ready", MODEL / "config.json") if not p.exists()]
-    if not missing:
-        return
-    message = f"real vLLM not prepared ({', '.join(missing)} missing): run scripts/setup-vllm-cpu.sh"
-    if os.environ.get("K3SLLM_REQUIRE_REALVLLM") == "1":
-        pytest.fail(message + " (K3SLLM_REQUIRE_REALVLLM=1)")
-    pytest.skip(message)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextlib.contextmanager
-def vllm_servers(names: list[str], log_dir: Path):
-    env = dict(os.environ)
-    env.update(
-        VLLM_SERVER_DEV_MODE="1", VLLM_CPU_KVCACHE_SPACE="1", VLLM_LOGGING_LEVEL="WARNING", HF_HUB_OFFLINE="1"
-    )
-    procs, urls = [], {}
-    try:
-        for name in names:
-            port = _free_port()
-            log = open(log_dir / f"{name}.log", "w")  # noqa: SIM115 - closed with the process below
-            cmd = [
-                str(VENV / "bin" / "python"), "-m", "vllm.entrypoints.openai.api_server",
-                "--model", str(MODEL), "--served-model-name", name, "--host", "127.0.0.1", "--port", str(port),
-                "--dtype", "float32", "--max-model-len", "256",
-            ]  # fmt: skip
-            procs.append((subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env), log))
-            urls[name] = f"http://127.0.0.1:{port}"
-        yield urls
-    finally:
-        for proc, _ in procs:
-            proc.terminate()
-        for proc, log in procs:
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-            log.close()
-
-
-async def _wait_healthy(session: aiohttp.ClientSession, url: str, log: Path) -> None:
-    deadline = time.monotonic() + START_TIMEOUT
-    while time.monotonic() < deadline:
-        with contextlib.suppress(aiohttp.ClientError):
-            async with session.get(url + "/health") as resp:
-                if resp.status == 200:
-                    return
-        await asyncio.sleep(1)
-    tail = await asyncio.to_thread(log.read_text)
-    raise AssertionError(f"vLLM at {url} not healthy after {START_TIMEOUT}s; log tail:\n{tail[-3000:]}")
-
 
 async def test_switcher_in_front_of_real_vllm(tmp_path):
-    _require_setup()
+    require_setup()
     names = ["tiny-a", "tiny-b"]
     with vllm_servers(names, tmp_path) as urls:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120)) as session:
             started = time.monotonic()
-            await asyncio.gather(*(_wait_healthy(session, urls[n], tmp_path / f"{n}.log") for n in names))
+            await asyncio.gather(*(wait_healthy(session, urls[n], tmp_path / f"{n}.log") for n in names))
             print(f"two vLLM CPU servers ready in {time.monotonic() - started:.0f}s")
             # Both fit the declared budget, so the switcher never sleeps them (a no-op on CPU anyway).
             config = parse_config(
