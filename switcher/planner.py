@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-EPSILON = 1e-9
+from .vram import vram_fits  # the one VRAM rule, shared with the collection's capacity plan
 
 
 @dataclass(frozen=True)
@@ -42,19 +42,18 @@ def plan_room(target: str, holders: list[Holder], capacity: float, now: float) -
     tgt = by_name[target]
     used = sum(h.use for h in holders)
     extra = tgt.share - tgt.use  # what waking the target adds (its residual is already counted)
-    free = capacity - used
-    if extra <= free + EPSILON:
+    if vram_fits(used + extra, capacity):
         return Plan()
     candidates = sorted(
         (h for h in holders if h.awake and h.name != target),
         key=lambda h: (h.priority, h.last_used),
     )
     freeable = sum(h.use - h.residual for h in candidates)
-    if extra > free + freeable + EPSILON:
+    if not vram_fits(used - freeable + extra, capacity):
         return Plan(
             impossible=(
-                f"{target} needs {extra:g} more but only {free:g} is free and putting every awake "
-                f"model to sleep frees {freeable:g} (capacity {capacity:g})"
+                f"{target} needs {extra:g} more but only {capacity - used:g} is free and putting every "
+                f"awake model to sleep frees {freeable:g} (capacity {capacity:g})"
             )
         )
     victims: list[str] = []
@@ -62,8 +61,8 @@ def plan_room(target: str, holders: list[Holder], capacity: float, now: float) -
         if holder.evictable_at > now:
             continue
         victims.append(holder.name)
-        free += holder.use - holder.residual
-        if extra <= free + EPSILON:
+        used -= holder.use - holder.residual
+        if vram_fits(used + extra, capacity):
             return Plan(victims=tuple(victims))
     # Enough could be freed, but only once some residencies end: try again at the earliest one.
     pending = [h.evictable_at for h in candidates if h.evictable_at > now]
@@ -73,4 +72,4 @@ def plan_room(target: str, holders: list[Holder], capacity: float, now: float) -
 def fits(target: str, holders: list[Holder], capacity: float) -> bool:
     by_name = {h.name: h for h in holders}
     tgt = by_name[target]
-    return tgt.share - tgt.use <= capacity - sum(h.use for h in holders) + EPSILON
+    return vram_fits(sum(h.use for h in holders) + tgt.share - tgt.use, capacity)

@@ -1,0 +1,1 @@
+../collections/ansible_collections/k3sllm/platform/plugins/module_utils/vram.py
