@@ -1,12 +1,13 @@
 """Capacity plan for the model catalog: does it fit the GPU, the host RAM and the weights disk?
 
-Pure Python (no Ansible imports): the ``capacity_plan`` filter, the switcher (co-residency at run time) and
-the tests share it.
+Pure Python (no Ansible imports), used by the ``capacity_plan`` filter. Whether engines fit in VRAM is
+decided by ``vram.py``, the one rule the switcher also applies at run time (co-residency).
 
 The rules, from DESIGN.md ("Capacity plan"):
 
 - ``vram_awake_set``: the models awake by default, plus the VRAM every other (sleeping) engine keeps, must
-  stay under the GPU's memory: ``sum(gpu_memory_utilization of awake) + sleepers * residual / gpu < 1``.
+  fit the GPU's memory: ``sum(gpu_memory_utilization of awake) + sleepers * residual / gpu <= 1``
+  (``vram.vram_fits``, which says why the boundary is inclusive).
 - ``vram_single_model``: each model must be wakeable at all, alone, with every other engine asleep.
 - ``weights_exceed_vram_share``: a model's weights must fit in the VRAM share it is given.
 - ``host_ram_sleep`` (sleep level 1 only): sleeping engines keep their weights in pinned host RAM. After a
@@ -23,6 +24,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from ansible_collections.k3sllm.platform.plugins.module_utils.vram import valid_utilization, vram_fits
+
 MIB = 1 << 20
 GIB = 1 << 30
 
@@ -35,22 +38,6 @@ def gpu_memory_mib_from_facts(gpus: Iterable[Mapping[str, Any]] | None) -> float
     """Smallest ``memory_total_mib`` of the nvidia_gpu_facts ``gpus`` list (None when there is no GPU)."""
     sizes = [float(g["memory_total_mib"]) for g in gpus or [] if g.get("memory_total_mib")]
     return min(sizes) if sizes else None
-
-
-def vram_fraction(
-    awake_utilizations: Iterable[float], sleeping_count: int, gpu_memory_mib: float, residual_gib: float
-) -> float:
-    """Share of the GPU used with these engines awake and ``sleeping_count`` engines asleep."""
-    residual = sleeping_count * residual_gib * 1024.0 / gpu_memory_mib
-    return sum(awake_utilizations) + residual
-
-
-def fits_in_vram(
-    awake_utilizations: Iterable[float], sleeping_count: int, gpu_memory_mib: float, residual_gib: float
-) -> bool:
-    """Whether a set of awake engines can coexist (strictly below the whole GPU). The switcher uses this to
-    decide co-residency."""
-    return vram_fraction(awake_utilizations, sleeping_count, gpu_memory_mib, residual_gib) < 1.0
 
 
 def capacity_plan(
@@ -104,14 +91,14 @@ def capacity_plan(
                 "sleep_ram_bytes": weights if sleep_level == 1 else 0,
             }
         )
-        if not 0.0 < gmu < 1.0:
+        if not valid_utilization(gmu):
             violations.append(
                 {
                     "rule": "invalid_gpu_memory_utilization",
                     "model": name,
                     "models": [name],
                     "gpu_memory_utilization": gmu,
-                    "message": f"{name}: gpu_memory_utilization {gmu} must be between 0 and 1 (exclusive)",
+                    "message": f"{name}: gpu_memory_utilization {gmu} must be above 0 and at most 1",
                 }
             )
         if weights is None:
@@ -135,7 +122,7 @@ def capacity_plan(
             sleeping_residual_fraction=round(residual_share, 4),
             total_fraction=round(total, 4),
         )
-        if awake and total >= 1.0:
+        if awake and not vram_fits(total, 1.0):
             violations.append(
                 {
                     "rule": "vram_awake_set",
@@ -149,14 +136,14 @@ def capacity_plan(
                         + ", ".join(f"{r['name']} {r['gpu_memory_utilization']}" for r in awake)
                         + f") take {awake_share:.3f} of the GPU and {sleeping} sleeping engines keep "
                         f"{sleeping} x {sleeping_vram_gib} GiB = {residual_share:.3f} of its "
-                        f"{gpu_memory_mib:.0f} MiB: {total:.3f} >= 1. Lower gpu_memory_utilization or wake fewer "
+                        f"{gpu_memory_mib:.0f} MiB: {total:.3f} > 1. Lower gpu_memory_utilization or wake fewer "
                         "models by default"
                     ),
                 }
             )
         for r in rows:
             alone = r["gpu_memory_utilization"] + (count - 1) * sleeping_vram_gib * 1024.0 / gpu_memory_mib
-            if 0.0 < r["gpu_memory_utilization"] < 1.0 and alone >= 1.0:
+            if valid_utilization(r["gpu_memory_utilization"]) and not vram_fits(alone, 1.0):
                 violations.append(
                     {
                         "rule": "vram_single_model",
@@ -166,7 +153,7 @@ def capacity_plan(
                         "message": (
                             f"{r['name']}: even alone it cannot wake: gpu_memory_utilization "
                             f"{r['gpu_memory_utilization']} + {count - 1} sleeping engines x {sleeping_vram_gib} GiB "
-                            f"on a {gpu_memory_mib:.0f} MiB GPU = {alone:.3f} >= 1"
+                            f"on a {gpu_memory_mib:.0f} MiB GPU = {alone:.3f} > 1"
                         ),
                     }
                 )

@@ -60,11 +60,11 @@ def test_awake_set_over_the_gpu_is_named_with_numbers():
     assert result["summary"] == violation["message"]
 
 
-def test_awake_set_exactly_at_one_is_a_violation():
-    # vLLM needs headroom beyond its share; a plan summing to exactly the whole GPU is refused.
-    result = plan([model("a", 0.5, True), model("b", 0.5, True)], sleeping_vram_gib=0)
+def test_awake_set_exactly_at_one_fits():
+    # vLLM starts an engine when free memory >= its share: two 0.5 engines share a GPU (module_utils/vram.py).
+    assert plan([model("a", 0.5, True), model("b", 0.5, True)], sleeping_vram_gib=0)["ok"]
+    result = plan([model("a", 0.5, True), model("b", 0.51, True)], sleeping_vram_gib=0)
     assert rules(result) == ["vram_awake_set"]
-    assert plan([model("a", 0.5, True), model("b", 0.49, True)], sleeping_vram_gib=0)["ok"]
 
 
 def test_residual_vram_of_many_sleepers_counts():
@@ -127,9 +127,11 @@ def test_disk_counts_only_what_is_still_to_download():
 
 
 def test_invalid_utilization_is_reported_per_model():
-    result = plan([model("zero", 0), model("one", 1.0, True), model("fine", 0.3)], weight_bytes={})
+    models = [model("zero", 0), model("one", 1.0), model("over", 1.01), model("fine", 0.3)]
+    result = plan(models, weight_bytes={})
     invalid = [v for v in result["violations"] if v["rule"] == "invalid_gpu_memory_utilization"]
-    assert [v["model"] for v in invalid] == ["zero", "one"]
+    assert [v["model"] for v in invalid] == ["zero", "over"]
+    assert "at most 1" in invalid[1]["message"]
 
 
 def test_missing_inputs_skip_rules_with_warnings():
@@ -147,15 +149,13 @@ def test_empty_catalog_and_nothing_awake():
     assert asleep["ok"] and asleep["vram"]["awake"] == []
 
 
-def test_helpers_for_the_switcher():
-    assert cap.fits_in_vram([0.45, 0.45], 1, H100, 1.0)
-    assert not cap.fits_in_vram([0.5, 0.5], 0, H100, 1.0)
+def test_gpu_memory_from_facts_is_the_smallest_gpu():
     assert cap.gpu_memory_mib_from_facts([{"memory_total_mib": 81559}, {"memory_total_mib": 40960}]) == 40960
     assert cap.gpu_memory_mib_from_facts([]) is None
 
 
 def test_filter_takes_gpu_facts_and_string_numbers():
-    models = [model("a", 0.5, True), model("b", 0.5, True)]
+    models = [model("a", 0.5, True), model("b", 0.5, True), model("c", 0.2)]  # + c's 1 GiB: over
     result = capacity_plan(
         models,
         gpus=[{"memory_total_mib": 81559}],
