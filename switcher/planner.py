@@ -23,6 +23,7 @@ class Holder:
     evictable_at: float  # monotonic time its minimum residency ends
     priority: int
     last_used: float
+    demand: bool = False  # requests in flight, queued or very recent: evicted after idle models
 
 
 @dataclass(frozen=True)
@@ -33,7 +34,8 @@ class Plan:
 
 
 def plan_room(target: str, holders: list[Holder], capacity: float, now: float) -> Plan:
-    """Smallest eviction, preferring low priority and then least recently used, that fits ``target``.
+    """Smallest eviction that fits ``target``: models without demand first, then lowest priority, then
+    least recently used.
 
     ``holders`` lists every engine including the target. Models whose residency has not ended are
     not evicted: the plan then says when to try again, which is the anti-thrash guarantee.
@@ -46,7 +48,7 @@ def plan_room(target: str, holders: list[Holder], capacity: float, now: float) -
         return Plan()
     candidates = sorted(
         (h for h in holders if h.awake and h.name != target),
-        key=lambda h: (h.priority, h.last_used),
+        key=lambda h: (h.demand, h.priority, h.last_used),
     )
     freeable = sum(h.use - h.residual for h in candidates)
     if not vram_fits(used - freeable + extra, capacity):

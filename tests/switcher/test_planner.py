@@ -61,3 +61,23 @@ def test_exclusive_mode_swaps_the_only_awake_model():
 
 def test_backoff_doubles_up_to_the_cap():
     assert [backoff_seconds(n, 1, 5) for n in (1, 2, 3, 4, 5)] == [1, 2, 4, 5, 5]
+
+
+def test_models_without_demand_are_evicted_before_busy_ones():
+    def with_demand(name, demand, **kw):
+        return Holder(name, 30, 30, 1.0, True, 0.0, kw.get("priority", 0), kw.get("last_used", 0.0), demand)
+
+    target = holder("t", 1, 30, awake=False)
+    # "busy" is the least recently used and has the lower priority, but it has demand: "idle" goes
+    holders = [
+        with_demand("busy", True, last_used=1),
+        with_demand("idle", False, last_used=9, priority=5),
+        target,
+    ]
+    assert plan_room("t", holders, capacity=80, now=10).victims == ("idle",)
+    holders = [
+        with_demand("busy", False, last_used=1),
+        with_demand("idle", False, last_used=9, priority=5),
+        target,
+    ]
+    assert plan_room("t", holders, capacity=80, now=10).victims == ("busy",)
