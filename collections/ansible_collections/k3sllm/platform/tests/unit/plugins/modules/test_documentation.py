@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import importlib
 import json
 import subprocess
 import sys
@@ -30,7 +31,11 @@ def module_doc(name: str) -> dict:
 
 def argument_spec_keys(path: Path) -> set[str]:
     """Option names passed to AnsibleModule(argument_spec=...) or built as a module-level dict."""
-    tree = ast.parse(path.read_text())
+    text = path.read_text()
+    if "ARGUMENT_SPEC = {\n    **" in text:  # options shared through module_utils: read the built dict
+        module = importlib.import_module(f"ansible_collections.k3sllm.platform.plugins.modules.{path.stem}")
+        return set(module.ARGUMENT_SPEC)
+    tree = ast.parse(text)
     for node in ast.walk(tree):
         if isinstance(node, ast.keyword) and node.arg == "argument_spec" and isinstance(node.value, ast.Dict):
             return {key.value for key in node.value.keys if isinstance(key, ast.Constant)}
