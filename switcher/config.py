@@ -67,6 +67,9 @@ class ModelSpec(_Strict):
 class Policy(_Strict):
     sleep_level: Literal[1, 2] = 1
     min_residency_seconds: NonNegativeSeconds = 30.0
+    # Scheduling (README "Scheduling policy"): residency protects demand, measured switch costs.
+    residency_switch_cost_multiple: Annotated[float, Field(ge=0)] = 4.0
+    demand_grace_seconds: NonNegativeSeconds = 0.05
     drain_timeout_seconds: NonNegativeSeconds = 30.0
     queue_max_per_model: int = Field(64, ge=1)
     queue_timeout_seconds: PositiveSeconds = 300.0

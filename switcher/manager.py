@@ -31,7 +31,9 @@ import aiohttp
 from .config import Config, ModelSpec, model_share_gib
 from .engine import EngineClient, EngineError, EngineUnreachable
 from .metrics import Metrics
-from .planner import Holder, Plan, fits, plan_room
+from .planner import Holder, fits, plan_room
+from .scheduler import PRIOR_SLEEP_SECONDS, PRIOR_WAKE_SECONDS, Decision, ModelView, Rules, decide, ewma
+from .scheduler import holders as scheduler_holders
 
 log = logging.getLogger("switcher")
 
@@ -87,6 +89,9 @@ class ModelRuntime:
         self.blocked_until = 0.0
         self.block_reason: str | None = None
         self.last_error: str | None = None
+        # Measured durations of this engine's sleep and wake (running averages); None until measured.
+        self.sleep_seconds: float | None = None
+        self.wake_seconds: float | None = None
 
 
 def backoff_seconds(failures: int, initial: float, maximum: float) -> float:
@@ -183,6 +188,8 @@ class Manager:
         m.last_used = time.monotonic()
         if m.inflight == 0:
             m.idle.set()
+            if any(o.queue for o in self.models.values()):
+                self.kick()  # its demand may have ended: a waiting model may take the GPU now
 
     async def wait_admitted(self, m: ModelRuntime) -> None:
         """Queue until the model is awake and the request admitted, or raise ``Unavailable``."""
@@ -262,17 +269,40 @@ class Manager:
             self._release_queue(m)
 
     def _holders(self, now: float, ignore_residency: bool = False) -> list[Holder]:
-        residency = self.policy.min_residency_seconds
+        return scheduler_holders(self._snapshot(now), self.rules, now, protect=not ignore_residency)
+
+    @property
+    def rules(self) -> Rules:
+        p = self.policy
+        return Rules(
+            capacity=self.capacity,
+            min_residency=p.min_residency_seconds,
+            residency_cost_multiple=p.residency_switch_cost_multiple,
+            demand_grace=p.demand_grace_seconds,
+            batch_window=p.batch_window_seconds,
+            # Past half its queue timeout a request's model goes next, so it is served before it expires.
+            starvation_age=p.queue_timeout_seconds / 2,
+        )
+
+    def _snapshot(self, now: float) -> list[ModelView]:
+        """What the scheduling policy decides on (switcher/scheduler.py)."""
         return [
-            Holder(
+            ModelView(
                 name=m.name,
+                awake=m.state is ModelState.AWAKE,
+                wakeable=m.state in (ModelState.SLEEPING, ModelState.FAILED)
+                and not m.cordoned
+                and now >= m.blocked_until,
                 use=m.use,
                 share=m.share,
                 residual=m.residual,
-                awake=m.state is ModelState.AWAKE,
-                evictable_at=-math.inf if ignore_residency else m.awake_since + residency,
                 priority=m.spec.priority,
+                inflight=m.inflight,
+                waiting=tuple(w.since for w in m.queue if not w.future.done()),
+                awake_since=m.awake_since,
                 last_used=m.last_used,
+                sleep_cost=PRIOR_SLEEP_SECONDS if m.sleep_seconds is None else m.sleep_seconds,
+                wake_cost=PRIOR_WAKE_SECONDS if m.wake_seconds is None else m.wake_seconds,
             )
             for m in self.models.values()
         ]
@@ -331,6 +361,7 @@ class Manager:
     async def _sleep_model(self, m: ModelRuntime, reason: str) -> str | None:
         """Put an (already drained) awake model to sleep. Returns an error message or None."""
         level = m.level
+        started = time.monotonic()
         try:
             await m.engine.sleep(level, self.policy.sleep_timeout_seconds, self.policy.sleep_mode)
         except EngineError as exc:
@@ -353,6 +384,7 @@ class Manager:
             log.warning("model %s: %s; it is still awake and keeps serving", m.name, error)
             self._release_queue(m)
             return error
+        m.sleep_seconds = ewma(m.sleep_seconds, time.monotonic() - started)
         m.slept_level = level
         self._set(m, ModelState.SLEEPING)
         self.metrics.sleeps.labels(model=m.name, reason=reason).inc()
@@ -362,6 +394,7 @@ class Manager:
         level = m.slept_level or (await m.engine.sleep_level() if m.state is not ModelState.AWAKE else None)
         level = level or m.level
         m.use = m.share  # count it as resident from the first byte it may allocate
+        started = time.monotonic()
         try:
             await m.engine.wake(level, self.policy.wake_timeout_seconds)
         except EngineError as exc:
@@ -369,6 +402,7 @@ class Manager:
             use = await self._use_after_failed_wake(m, level)
             self._set(m, ModelState.FAILED, error, use=use)
             return error
+        m.wake_seconds = ewma(m.wake_seconds, time.monotonic() - started)
         m.failures = 0
         m.blocked_until = 0.0
         m.block_reason = None
@@ -388,7 +422,7 @@ class Manager:
         except EngineError:
             return m.share
 
-    async def _make_room(self, victims: Iterable[str]) -> str | None:
+    async def _make_room(self, victims: Iterable[str], reason: str = "switch") -> str | None:
         """Drain then sleep the victims. Returns an error message if any could not be slept."""
         vs = [self.models[name] for name in victims]
         if not vs:
@@ -399,7 +433,7 @@ class Manager:
         await asyncio.gather(*(self._drain(v) for v in vs))
         slept = time.monotonic()
         self.metrics.switch_duration.labels(phase="drain").observe(slept - started)
-        errors = await asyncio.gather(*(self._sleep_model(v, "switch") for v in vs))
+        errors = await asyncio.gather(*(self._sleep_model(v, reason) for v in vs))
         self.metrics.switch_duration.labels(phase="sleep").observe(time.monotonic() - slept)
         problems = [f"{v.name}: {err}" for v, err in zip(vs, errors, strict=True) if err]
         return "; ".join(problems) or None
@@ -474,52 +508,37 @@ class Manager:
                         )
             if await self._boot_step(now):
                 continue
-            target = self._pick_target(now)
-            if target is None:
+            decision = decide(self._snapshot(now), self.rules, now)
+            if decision.target is None and decision.victims:
+                if not await self._fit_capacity(decision):
+                    return
+                continue
+            if decision.target is None:
+                self._wait(decision, now)
                 if self._restore_defaults and not self._boot_queue and self.grant is None:
                     await self._wake_defaults()
                 return
-            plan = plan_room(target.name, self._holders(now), self.capacity, now)
-            if not await self._follow(target, plan, now):
-                return
+            log.debug("switching to %s (%s)", decision.target, decision.why)
+            await self._switch(self.models[decision.target], decision.victims)
 
-    async def _follow(self, target: ModelRuntime, plan: Plan, now: float) -> bool:
-        """Carry out a plan for a target; False when the scheduler should wait."""
-        if plan.impossible:
+    def _wait(self, decision: Decision, now: float) -> None:
+        if decision.recheck_at is not None:
+            self._defer(decision.recheck_at)
+        if decision.blocked is not None:
             # Something holds VRAM that cannot be put to sleep now: an engine booting, or a failed
             # one. Both change state on their own; look again shortly (waiters are bounded).
-            log.debug("waiting to wake %s: %s", target.name, plan.impossible)
+            log.debug("waiting: %s", decision.blocked)
             self._defer(now + min(1.0, self.policy.health_interval_seconds))
+
+    async def _fit_capacity(self, decision: Decision) -> bool:
+        """The awake set holds more than the GPU (engines found awake together): sleep some now."""
+        log.warning("putting %s to sleep: %s", ", ".join(decision.victims), decision.why)
+        problem = await self._make_room(decision.victims, "over_capacity")
+        if problem:
+            log.warning("could not get within capacity: %s", problem)
+            self._defer(time.monotonic() + self.policy.retry_backoff_initial_seconds)
             return False
-        if plan.wait_until is not None:
-            self._defer(plan.wait_until)
-            return False
-        await self._switch(target, plan.victims)
         return True
-
-    def _pick_target(self, now: float) -> ModelRuntime | None:
-        """The waiting model to wake next: highest priority, then the one waiting longest.
-
-        With ``batch_window_seconds`` nothing is chosen until the oldest waiting request has waited
-        that long, so requests arriving meanwhile (for any model) are part of the choice.
-        """
-        candidates: list[tuple[tuple[int, float], ModelRuntime]] = []
-        for m in self.models.values():
-            if not m.queue or m.cordoned or now < m.blocked_until:
-                continue
-            if m.state not in (ModelState.SLEEPING, ModelState.FAILED):
-                continue  # cold or starting: wait for its engine; awake: already released
-            oldest = min((w.since for w in m.queue if not w.future.done()), default=None)
-            if oldest is not None:
-                candidates.append(((-m.spec.priority, oldest), m))
-        if not candidates:
-            return None
-        window = self.policy.batch_window_seconds
-        first_arrival = min(key[1] for key, _ in candidates)
-        if window and now - first_arrival < window:
-            self._defer(first_arrival + window)
-            return None
-        return min(candidates, key=lambda item: item[0])[1]
 
     async def _wake_defaults(self) -> None:
         """After boots (and at start), wake the default-awake models that fit without evicting."""
@@ -807,6 +826,8 @@ class Manager:
             "idle_for_seconds": round(now - m.last_used, 3) if m.last_used else None,
             "vram_in_use": m.use,
             "vram_when_awake": m.share,
+            "sleep_seconds_measured": None if m.sleep_seconds is None else round(m.sleep_seconds, 3),
+            "wake_seconds_measured": None if m.wake_seconds is None else round(m.wake_seconds, 3),
             "priority": m.spec.priority,
             "failures": m.failures,
             "retry_in_seconds": round(m.blocked_until - now, 3) if m.blocked_until > now else None,

@@ -21,6 +21,7 @@ from switcher.config import parse_config
 # Short timings so the whole suite stays fast on two cores.
 FAST_POLICY: dict[str, Any] = {
     "min_residency_seconds": 0.0,
+    "residency_switch_cost_multiple": 0.0,  # no slice from the switch cost unless a test asks
     "drain_timeout_seconds": 2.0,
     "queue_timeout_seconds": 10.0,
     "sleep_timeout_seconds": 2.0,

@@ -75,13 +75,100 @@ async def test_drain_timeout_proceeds_and_is_counted(make_cluster):
     c.assert_gpu_safe()
 
 
-async def test_min_residency_delays_the_next_switch(make_cluster):
-    c = await make_cluster(AB, policy={"min_residency_seconds": 0.6})
+async def test_idle_model_is_evicted_at_once_despite_its_residency(make_cluster):
+    # One user alternating between two models: b has nothing in flight, queued or recent when the
+    # request for a comes, so the residency does not hold it (it used to: 30 s here, a queue timeout).
+    c = await make_cluster(AB, policy={"min_residency_seconds": 30, "demand_grace_seconds": 0})
+    assert (await c.request("b")).status == 200
+    started = time.monotonic()
+    r = await c.request("a")
+    assert r.status == 200 and r.model == "a"
+    assert time.monotonic() - started < 2.0
+    assert (c.state("a"), c.state("b")) == ("awake", "sleeping")
+    c.assert_gpu_safe()
+
+
+async def test_residency_protects_a_model_only_while_it_has_demand(make_cluster):
+    # b serves one 0.3 s request; a asks meanwhile. b's 0.8 s residency protects it while the request
+    # runs, and no longer: a takes the GPU when b's request ends, not when the residency ends.
+    c = await make_cluster(
+        AB, timings=Timings(token_s=0.03), policy={"min_residency_seconds": 0.8, "demand_grace_seconds": 0}
+    )
+    assert (await c.request("b", max_tokens=1)).status == 200
+    woke_b = c.manager.models["b"].awake_since
+    long_b = asyncio.create_task(c.request("b", max_tokens=10))
+    await wait_until(lambda: c.manager.models["b"].inflight == 1)
+    r = await c.request("a")
+    assert r.status == 200 and (await long_b).finish_reason == "length"
+    gap = c.manager.models["a"].awake_since - woke_b
+    assert 0.3 <= gap < 0.8, gap
+
+
+async def test_residency_holds_a_busy_model_for_its_slice(make_cluster):
+    # b is kept busy by a client that never stops: a waits until b's residency (0.6 s) is over.
+    c = await make_cluster(AB, timings=Timings(token_s=0.01), policy={"min_residency_seconds": 0.6})
     assert (await c.request("b")).status == 200
     woke_b = c.manager.models["b"].awake_since
-    assert (await c.request("a")).status == 200
-    # a could only take the GPU once b had been awake for its minimum residency
+    stop = asyncio.Event()
+
+    async def busy_b() -> None:
+        while not stop.is_set():
+            await c.request("b")
+
+    clients = [asyncio.create_task(busy_b()) for _ in range(2)]
+    await wait_until(lambda: c.manager.models["b"].inflight > 0)
+    r = await c.request("a")
+    stop.set()
+    await asyncio.gather(*clients)
+    assert r.status == 200 and r.model == "a"
     assert c.manager.models["a"].awake_since - woke_b >= 0.6
+    c.assert_gpu_safe()
+
+
+async def test_grace_keeps_a_model_whose_client_comes_straight_back(make_cluster):
+    # One client sends b requests back to back (nothing in flight between two of them); a waits
+    # for b's slice instead of taking the GPU in the gap, which would thrash with every request.
+    c = await make_cluster(AB, policy={"min_residency_seconds": 0.5, "demand_grace_seconds": 0.2})
+    assert (await c.request("b")).status == 200
+    woke_b = c.manager.models["b"].awake_since
+    stop = asyncio.Event()
+
+    async def sequential_b() -> None:
+        while not stop.is_set():
+            await c.request("b")
+
+    client = asyncio.create_task(sequential_b())
+    r = await c.request("a")
+    stop.set()
+    await client
+    assert r.status == 200
+    assert c.manager.models["a"].awake_since - woke_b >= 0.5
+    assert c.metric("k3sllm_switcher_switches_total", model="a", outcome="success") == 1
+
+
+async def test_engines_found_awake_beyond_capacity_are_put_to_sleep_at_once(make_cluster):
+    # Both engines are up and awake when the switcher starts, but it may keep one awake at a time.
+    c = await make_cluster(AB, awake=("a", "b"), gpu_gib=20, policy={"min_residency_seconds": 60})
+    await wait_until(lambda: [c.state("a"), c.state("b")].count("awake") == 1, what="one awake model")
+    slept = [n for n in ("a", "b") if c.state(n) == "sleeping"]
+    assert len(slept) == 1
+    assert c.metric("k3sllm_switcher_sleeps_total", model=slept[0], reason="over_capacity") == 1
+    assert (await c.request("a")).status == 200
+    c.assert_gpu_safe()
+
+
+async def test_sleep_and_wake_times_are_measured_per_engine(make_cluster):
+    c = await make_cluster(
+        AB, timings=Timings(sleep_s=0.15, wake_s=0.3), policy={"demand_grace_seconds": 0}, admin_token="t"
+    )
+    assert (await c.request("b")).status == 200
+    assert (await c.request("a")).status == 200
+    a, b = c.manager.models["a"], c.manager.models["b"]
+    assert 0.15 <= a.sleep_seconds < 0.6 and 0.3 <= a.wake_seconds < 0.8
+    assert b.sleep_seconds is not None and 0.3 <= b.wake_seconds < 0.8
+    status, body = await c.admin("GET", "/admin/models", "t")
+    shown = {m["name"]: (m["sleep_seconds_measured"], m["wake_seconds_measured"]) for m in body["models"]}
+    assert status == 200 and shown["a"] == (round(a.sleep_seconds, 3), round(a.wake_seconds, 3))
 
 
 async def test_anti_thrash_bounds_switches_under_alternating_load(make_cluster):
@@ -126,7 +213,14 @@ async def test_coresidency_keeps_models_that_fit_awake(make_cluster):
 
 async def test_priority_decides_who_is_evicted(make_cluster):
     models = [{"name": "a", "vram": 15, "priority": 10}, {"name": "b", "vram": 15}, {"name": "c", "vram": 15}]
-    c = await make_cluster(models, coresidency=True, gpu_gib=40, residual_gib=1, awake=("a", "b"))
+    c = await make_cluster(
+        models,
+        coresidency=True,
+        gpu_gib=40,
+        residual_gib=1,
+        awake=("a", "b"),
+        policy={"demand_grace_seconds": 0},  # neither has demand: priority decides
+    )
     assert (await c.request("b")).status == 200  # b is the most recently used, but a has priority
     assert (await c.request("c")).status == 200
     assert (c.state("a"), c.state("b"), c.state("c")) == ("awake", "sleeping", "awake")
