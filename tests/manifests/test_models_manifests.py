@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import yaml
 
@@ -125,7 +127,11 @@ def test_switcher_config_points_at_each_engine_service(rendered):
 def test_switcher_code_is_shipped_whole(rendered):
     (code,) = [o for o in rendered.component("switcher") if o["metadata"]["name"] == "switcher-code"]
     assert "__main__.py" in code["data"]
-    assert all(key.endswith(".py") for key in code["data"])
+    # Every module, byte for byte; vram.py is read through its link to the collection's module_utils
+    # (the one VRAM rule the capacity plan also uses).
+    package = Path(__file__).resolve().parents[2] / "switcher"
+    assert code["data"] == {p.name: p.read_text() for p in sorted(package.glob("*.py"))}
+    assert "def vram_fits" in code["data"]["vram.py"]
 
 
 def test_switcher_config_is_accepted_by_the_switcher(rendered):
