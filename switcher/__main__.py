@@ -30,10 +30,14 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    from .app import serve  # aiohttp is imported only when serving
+    from .app import ListenError, serve  # aiohttp is imported only when serving
 
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve(config))
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(serve(config))
+    except ListenError as exc:
+        print(f"switcher: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 

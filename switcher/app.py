@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 from collections.abc import AsyncIterator
 
@@ -15,9 +16,14 @@ from .admin import Admin, TokenSource
 from .config import Config, read_admin_token
 from .manager import Manager
 from .metrics import Metrics
-from .proxy import Proxy
+from .proxy import MODEL_ROUTES, Proxy, openai_error
+from .server import ConnectionGuard, GuardedSite, guard_middleware, quiet_aiohttp_logs
 
 log = logging.getLogger("switcher")
+
+
+class ListenError(Exception):
+    """The port cannot be bound; the message is one line for the operator."""
 
 
 class Switcher:
@@ -25,9 +31,11 @@ class Switcher:
         self.config = config
         self.metrics = Metrics()
         self.manager = Manager(config, self.metrics)
-        self.proxy = Proxy(self.manager, self.metrics)
+        self.proxy = Proxy(self.manager, self.metrics, config.limits)
         self.admin = Admin(self.manager, self.metrics, TokenSource(config.admin_token_file, admin_token))
+        self.guard = ConnectionGuard(config.limits)
         self._sessions: list[aiohttp.ClientSession] = []
+        self._tasks: list[asyncio.Task] = []
 
     async def start(self) -> None:
         policy = self.config.policy
@@ -43,15 +51,26 @@ class Switcher:
         self._sessions = [proxy_session, control_session]
         self.proxy.session = proxy_session
         await self.manager.start(control_session)
+        self._tasks = [asyncio.create_task(self.proxy.watch_drains(), name="switcher-drain-watch")]
 
     async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
         await self.manager.stop()
         for session in self._sessions:
             await session.close()
         self._sessions = []
 
     def app(self) -> web.Application:
-        app = web.Application(client_max_size=64 * 1024**2)
+        # Bodies are read by the proxy within limits.max_body_bytes; other routes read none.
+        app = web.Application(
+            client_max_size=self.config.limits.max_body_bytes,
+            middlewares=[guard_middleware, openai_not_found],
+        )
 
         async def lifecycle(_: web.Application) -> AsyncIterator[None]:
             await self.start()
@@ -59,24 +78,70 @@ class Switcher:
             await self.stop()
 
         app.cleanup_ctx.append(lifecycle)
-        app.router.add_post("/v1/chat/completions", self.proxy.handle)
-        app.router.add_post("/v1/completions", self.proxy.handle)
-        app.router.add_post("/v1/embeddings", self.proxy.handle)
+        for path in MODEL_ROUTES:
+            app.router.add_post(path, self.proxy.handle)
         app.router.add_get("/v1/models", self.proxy.list_models)
+        app.router.add_get("/v1/models/{model:.+}", self.proxy.get_model)
         app.add_routes(self.admin.routes())
         return app
 
 
+@web.middleware
+async def openai_not_found(request: web.Request, handler) -> web.StreamResponse:
+    """Unknown routes and wrong methods answer in the OpenAI error shape, not aiohttp's plain text."""
+    try:
+        return await handler(request)
+    except web.HTTPNotFound:
+        return openai_error(
+            404,
+            f"no route {request.method} {request.path[:200]} on this server",
+            "invalid_request_error",
+            "not_found",
+        )
+    except web.HTTPMethodNotAllowed as exc:
+        return openai_error(
+            405,
+            f"{request.method} is not allowed on {request.path[:200]}",
+            "invalid_request_error",
+            "method_not_allowed",
+            Allow=", ".join(sorted(exc.allowed_methods)),
+        )
+
+
 async def start_site(switcher: Switcher, host: str, port: int) -> web.AppRunner:
-    """Start serving; returns the runner (``await runner.cleanup()`` stops). Used by serve and tests."""
+    """Start serving; returns the runner (``await runner.cleanup()`` stops). Used by serve and tests.
+
+    Raises ``ListenError`` (after cleaning up) when the address cannot be bound.
+    """
+    limits = switcher.config.limits
+    quiet_aiohttp_logs()
     # handler_cancellation: a client that disconnects cancels its handler, which closes the upstream
     # connection and so aborts the generation in vLLM.
     # shutdown_timeout: in-flight requests get this long on SIGTERM, below Kubernetes' default 30 s
     # grace period so they end before the kubelet kills the pod.
     runner = web.AppRunner(switcher.app(), access_log=None, handler_cancellation=True, shutdown_timeout=20)
     await runner.setup()
-    site = web.TCPSite(runner, host, port, backlog=1024)
-    await site.start()
+    switcher.guard.fit_to_fd_limit()
+    site = GuardedSite(
+        runner,
+        host,
+        port,
+        switcher.guard,
+        access_log=None,
+        keepalive_timeout=limits.idle_timeout_seconds,
+        # An answer sent before the body was read (413, 408) closes the connection instead of
+        # reading the rest of a body nobody wants.
+        lingering_time=0,
+        max_line_size=8190,
+        max_field_size=8190,
+        max_headers=64,
+    )
+    try:
+        await site.start()
+    except OSError as exc:
+        await runner.cleanup()
+        reason = os.strerror(exc.errno) if exc.errno else str(exc)
+        raise ListenError(f"cannot listen on {host}:{port}: {reason}") from None
     return runner
 
 

@@ -95,8 +95,32 @@ class Policy(_Strict):
         return self
 
 
+MiB = 1024**2
+
+
+class Limits(_Strict):
+    """What one client can make the switcher hold: bytes, connections, time (README "Limits")."""
+
+    max_body_bytes: int = Field(4 * MiB, ge=1024)
+    max_buffered_body_bytes: int = Field(64 * MiB, ge=1024)
+    max_json_depth: int = Field(64, ge=2, le=512)
+    header_timeout_seconds: PositiveSeconds = 10.0
+    body_timeout_seconds: PositiveSeconds = 60.0
+    idle_timeout_seconds: PositiveSeconds = 75.0
+    write_timeout_seconds: PositiveSeconds = 30.0
+    max_connections: int = Field(1024, ge=1)
+    health_reserve_connections: int = Field(16, ge=1)
+
+    @model_validator(mode="after")
+    def _buffer_holds_a_body(self) -> Limits:
+        if self.max_buffered_body_bytes < self.max_body_bytes:
+            raise ValueError("max_buffered_body_bytes must be >= max_body_bytes")
+        return self
+
+
 class Config(_Strict):
     listen: Listen = Field(default_factory=Listen)
+    limits: Limits = Field(default_factory=Limits)
     admin_token_file: Path | None = None
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     policy: Policy = Field(default_factory=Policy)

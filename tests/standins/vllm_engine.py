@@ -3,7 +3,8 @@
 It speaks the parts of vLLM's HTTP API that the switcher uses, with vLLM's behaviour where it
 matters (see ../../../shared/FACTS.md, "vLLM sleep mode"):
 
-- OpenAI routes ``/v1/chat/completions``, ``/v1/completions`` (both with SSE streaming) and
+- OpenAI routes ``/v1/chat/completions``, ``/v1/completions`` (both with SSE streaming),
+  ``/v1/responses`` (not streamed), ``/tokenize`` and
   ``/v1/embeddings``; ``/v1/models``. Every answer names the model that produced it (``model`` field
   and a ``[served-name]`` prefix in the text), so tests can check routing.
 - ``GET /health`` answers 200 whenever the server listens, sleeping or not (as vLLM does).
@@ -98,6 +99,7 @@ class Faults:
     hang_sleep: bool = False  # /sleep never answers (and the engine stays awake)
     hang_wake: bool = False
     hang_status: bool = False  # /is_sleeping never answers (a wedged engine)
+    busy_prefix_resets: int = 0  # the next N /reset_prefix_cache answer 200 {"success": false} (vLLM 0.32)
     die_after_tokens: int | None = None  # the next stream kills the engine after N tokens
     restart_after_s: float | None = None  # ...and it comes back (awake) after this long
 
@@ -152,6 +154,7 @@ class VllmEngineStandIn:
         self._transports: set[asyncio.BaseTransport] = set()
         self._restart_task: asyncio.Task | None = None
         self.start_error: str | None = None
+        self.last_raw_body = b""  # the bytes of the last OpenAI request, as the switcher sent them
 
     @property
     def base_url(self) -> str:
@@ -201,10 +204,13 @@ class VllmEngineStandIn:
                 web.post("/reset_prefix_cache", self._reset_prefix_cache),
                 web.post("/collective_rpc", self._collective_rpc),
                 web.get("/metrics", self._metrics),
+                web.get("/standin/ledger", self._ledger),
                 web.get("/v1/models", self._models),
                 web.post("/v1/chat/completions", self._chat),
                 web.post("/v1/completions", self._completions),
                 web.post("/v1/embeddings", self._embeddings),
+                web.post("/v1/responses", self._responses),
+                web.post("/tokenize", self._tokenize),
             ]
         )
         app.middlewares.append(self._track_transport)
@@ -319,9 +325,13 @@ class VllmEngineStandIn:
         return web.Response(status=200)
 
     async def _reset_prefix_cache(self, request: web.Request) -> web.Response:
-        self.prefix_stale = False
         self.stats.prefix_resets += 1
-        return web.Response(status=200)
+        if self.faults.busy_prefix_resets > 0:
+            # vLLM 0.32 answers 200 with success false while blocks are still held; nothing is reset.
+            self.faults.busy_prefix_resets -= 1
+            return web.json_response({"success": False})
+        self.prefix_stale = False
+        return web.json_response({"success": True})
 
     async def _collective_rpc(self, request: web.Request) -> web.Response:
         body = await request.json()
@@ -332,6 +342,16 @@ class VllmEngineStandIn:
         self.weights_valid = True
         self.stats.reloads += 1
         return web.json_response({"results": [None]})
+
+    async def _ledger(self, request: web.Request) -> web.Response:
+        """Stand-in only (benchmarks in other processes read it): the shared GPU's high-water mark."""
+        ledger = self.ledger
+        body = {
+            "capacity": ledger.capacity,
+            "max_committed": ledger.max_committed,
+            "refusals": ledger.refusals,
+        }
+        return web.json_response(body)
 
     async def _metrics(self, request: web.Request) -> web.Response:
         labels = f'engine="0",model_name="{self.name}"'
@@ -357,6 +377,7 @@ class VllmEngineStandIn:
         )
 
     async def _admit(self, request: web.Request) -> dict | web.Response:
+        self.last_raw_body = await request.read()
         body = await request.json()
         if self.state == "sleeping":
             self.stats.requests_while_sleeping += 1
@@ -488,6 +509,35 @@ class VllmEngineStandIn:
         if isinstance(body, web.Response):
             return body
         return await self._generate(request, body, chat=False)
+
+    async def _responses(self, request: web.Request) -> web.Response:
+        body = await self._admit(request)
+        if isinstance(body, web.Response):
+            return body
+        self.stats.served += 1
+        text = f"[{self.name}] " + "".join(self._word(i) for i in range(self.timings.default_tokens))
+        return web.json_response(
+            {
+                "id": "resp_" + uuid.uuid4().hex[:16],
+                "object": "response",
+                "model": self.name,
+                "status": "completed",
+                "output": [
+                    {
+                        "type": "message",
+                        "role": "assistant",
+                        "content": [{"type": "output_text", "text": text}],
+                    }
+                ],
+            }
+        )
+
+    async def _tokenize(self, request: web.Request) -> web.Response:
+        body = await self._admit(request)
+        if isinstance(body, web.Response):
+            return body
+        tokens = list(range(len(str(body.get("prompt", "")).split())))
+        return web.json_response({"count": len(tokens), "max_model_len": 256, "tokens": tokens})
 
     async def _embeddings(self, request: web.Request) -> web.Response:
         body = await self._admit(request)
