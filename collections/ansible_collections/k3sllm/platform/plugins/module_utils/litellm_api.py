@@ -307,3 +307,94 @@ def update_settings(changes: dict) -> dict:
 def summary(obj: dict, fields: tuple[str, ...] = SETTINGS) -> dict:
     """The managed settings of a LiteLLM team or key, normalised (for return values and diffs)."""
     return {field: normalize(field, obj.get(field)) for field in fields}
+
+
+# The inventory's tenants ---------------------------------------------------------------------
+ALIAS = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,99}$")
+TEAM_FIELDS = {
+    "alias",
+    "state",
+    "models",
+    "max_budget",
+    "budget_duration",
+    "rpm_limit",
+    "tpm_limit",
+    "blocked",
+    "metadata",
+}
+KEY_FIELDS = TEAM_FIELDS | {"team", "save"}
+
+
+def plan_tenants(teams: list, keys: list) -> dict:
+    """Check ``litellm_teams`` and ``litellm_keys`` and split them into what the role does, in order.
+
+    Returns ``teams`` (to create or update, each with ``state`` filled in), ``keys`` (each with ``state``
+    and ``save`` filled in), ``teams_absent`` (aliases to delete, after the keys) and ``problems``
+    (messages naming the setting and the fix; the role stops on any before changing anything).
+    """
+    found: list[str] = []
+    plans = {}
+    for setting, entries, allowed in (
+        ("litellm_teams", teams, TEAM_FIELDS),
+        ("litellm_keys", keys, KEY_FIELDS),
+    ):
+        if not isinstance(entries, list):
+            found.append(f"{setting} must be a list of entries with an alias.")
+            entries = []
+        seen, normalised = set(), []
+        for index, entry in enumerate(entries):
+            where = f"{setting}[{index}]"
+            if not isinstance(entry, dict) or not isinstance(entry.get("alias"), str):
+                found.append(f"{where} needs an alias (a string).")
+                continue
+            alias = entry["alias"]
+            where = f"{setting} entry {alias!r}"
+            if not ALIAS.match(alias):
+                found.append(
+                    f"{where}: the alias may hold letters, digits and . _ @ - (up to 100, starting with a letter "
+                    "or digit); a key's alias also names its file under artifacts/keys/."
+                )
+            if alias in seen:
+                found.append(f"{where} appears twice; each alias names one {setting[8:-1]}.")
+            seen.add(alias)
+            unknown = sorted(set(entry) - allowed)
+            if unknown:
+                found.append(
+                    f"{where}: unknown fields {', '.join(unknown)} (known: {', '.join(sorted(allowed))})."
+                )
+            item = {"state": "present", **({"save": True} if setting == "litellm_keys" else {}), **entry}
+            if item["state"] not in ("present", "absent"):
+                found.append(f"{where}: state must be present or absent, not {item['state']!r}.")
+            if not isinstance(item.get("save", True), bool):
+                found.append(f"{where}: save must be true or false.")
+            try:
+                settings = {
+                    "models": item.get("models"),
+                    "max_budget": None if item.get("max_budget") is None else float(item["max_budget"]),
+                    "rpm_limit": None if item.get("rpm_limit") is None else int(item["rpm_limit"]),
+                    "tpm_limit": None if item.get("tpm_limit") is None else int(item["tpm_limit"]),
+                    "budget_duration": item.get("budget_duration"),
+                }
+            except (TypeError, ValueError):
+                found.append(f"{where}: max_budget, rpm_limit and tpm_limit must be numbers.")
+            else:
+                if settings["models"] is not None and not isinstance(settings["models"], list):
+                    found.append(f"{where}: models must be a list of model names.")
+                else:
+                    found.extend(f"{where}: {problem}" for problem in problems(settings))
+            normalised.append(item)
+        plans[setting] = normalised
+    deleted = [team["alias"] for team in plans["litellm_teams"] if team["state"] == "absent"]
+    for key in plans["litellm_keys"]:
+        if key["state"] == "present" and key.get("team") in deleted:
+            found.append(
+                f"litellm_keys entry {key['alias']!r} names team {key['team']!r}, which litellm_teams deletes "
+                "(state: absent), and LiteLLM deletes a team's keys with it. Move the key to another team or "
+                "delete it too."
+            )
+    return {
+        "teams": [team for team in plans["litellm_teams"] if team["state"] == "present"],
+        "keys": plans["litellm_keys"],
+        "teams_absent": deleted,
+        "problems": found,
+    }

@@ -15,6 +15,7 @@ from ansible_collections.k3sllm.platform.plugins.module_utils.litellm_api import
     creation_settings,
     desired_settings,
     diff_settings,
+    plan_tenants,
     problems,
     update_settings,
 )
@@ -218,3 +219,57 @@ def test_unreachable_proxy_names_the_url():
     api = LiteLLMAdmin("http://127.0.0.1:9", "sk-m", timeout=2)
     with pytest.raises(LiteLLMError, match=r"Cannot reach LiteLLM at http://127.0.0.1:9 .*Check url"):
         api.find_key("a")
+
+
+def test_tenants_plan_fills_defaults_and_orders_deletions_last():
+    plan = plan_tenants(
+        [
+            {"alias": "research", "max_budget": 100, "budget_duration": "30d"},
+            {"alias": "old", "state": "absent"},
+        ],
+        [
+            {"alias": "alice", "team": "research", "rpm_limit": 60},
+            {"alias": "ci", "save": False, "state": "absent"},
+        ],
+    )
+    assert plan["problems"] == []
+    assert plan["teams"] == [
+        {"alias": "research", "state": "present", "max_budget": 100, "budget_duration": "30d"}
+    ]
+    assert plan["teams_absent"] == ["old"]
+    assert plan["keys"] == [
+        {"alias": "alice", "state": "present", "save": True, "team": "research", "rpm_limit": 60},
+        {"alias": "ci", "state": "absent", "save": False},
+    ]
+
+
+@pytest.mark.parametrize(
+    ("teams", "keys", "fragment"),
+    [
+        ([], [{"alias": "../etc/passwd"}], "the alias may hold letters, digits"),
+        (
+            [],
+            [{"alias": "a"}, {"alias": "a"}],
+            "litellm_keys entry 'a' appears twice; each alias names one key",
+        ),
+        ([{"alias": "t", "max_budet": 5}], [], "litellm_teams entry 't': unknown fields max_budet"),
+        ([], [{"alias": "a", "state": "gone"}], "state must be present or absent, not 'gone'"),
+        ([], [{"alias": "a", "save": "yes please"}], "save must be true or false"),
+        ([], [{"alias": "a", "max_budget": "lots"}], "max_budget, rpm_limit and tpm_limit must be numbers"),
+        (
+            [],
+            [{"alias": "a", "budget_duration": "monthly"}],
+            "litellm_keys entry 'a': budget_duration 'monthly'",
+        ),
+        ([], [{"alias": "a", "models": "qwen"}], "models must be a list of model names"),
+        ([{"max_budget": 1}], [], "litellm_teams[0] needs an alias"),
+        (
+            [{"alias": "t", "state": "absent"}],
+            [{"alias": "k", "team": "t"}],
+            "litellm_keys entry 'k' names team 't', which litellm_teams deletes",
+        ),
+    ],
+)
+def test_tenants_plan_names_each_problem(teams, keys, fragment):
+    found = plan_tenants(teams, keys)["problems"]
+    assert any(fragment in problem for problem in found), found
