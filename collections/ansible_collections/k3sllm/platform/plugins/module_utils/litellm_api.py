@@ -328,8 +328,8 @@ KEY_FIELDS = TEAM_FIELDS | {"team", "save"}
 def plan_tenants(teams: list, keys: list) -> dict:
     """Check ``litellm_teams`` and ``litellm_keys`` and split them into what the role does, in order.
 
-    Returns ``teams`` (to create or update, each with ``state`` filled in), ``keys`` (each with ``state``
-    and ``save`` filled in), ``teams_absent`` (aliases to delete, after the keys) and ``problems``
+    Returns ``team_entries`` (to create or update, each with ``state`` filled in), ``key_entries`` (each
+    with ``state`` and ``save`` filled in), ``teams_absent`` (aliases to delete, after the keys) and ``problems``
     (messages naming the setting and the fix; the role stops on any before changing anything).
     """
     found: list[str] = []
@@ -393,8 +393,8 @@ def plan_tenants(teams: list, keys: list) -> dict:
                 "delete it too."
             )
     return {
-        "teams": [team for team in plans["litellm_teams"] if team["state"] == "present"],
-        "keys": plans["litellm_keys"],
+        "team_entries": [team for team in plans["litellm_teams"] if team["state"] == "present"],
+        "key_entries": plans["litellm_keys"],
         "teams_absent": deleted,
         "problems": found,
     }

@@ -233,11 +233,11 @@ def test_tenants_plan_fills_defaults_and_orders_deletions_last():
         ],
     )
     assert plan["problems"] == []
-    assert plan["teams"] == [
+    assert plan["team_entries"] == [
         {"alias": "research", "state": "present", "max_budget": 100, "budget_duration": "30d"}
     ]
     assert plan["teams_absent"] == ["old"]
-    assert plan["keys"] == [
+    assert plan["key_entries"] == [
         {"alias": "alice", "state": "present", "save": True, "team": "research", "rpm_limit": 60},
         {"alias": "ci", "state": "absent", "save": False},
     ]
