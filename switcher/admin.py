@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import hmac
+import json
 import os
 from pathlib import Path
 
@@ -36,7 +37,9 @@ class TokenSource:
         if mtime is not None and mtime != self._mtime:
             self._mtime = mtime
             with contextlib.suppress(OSError):  # unreadable for a moment: keep the last good token
-                self.token = self.path.read_text().strip() or self.token  # type: ignore[union-attr]
+                # An emptied Secret revokes the token: the admin API is then disabled, not left open
+                # to whoever knew the old one.
+                self.token = self.path.read_text().strip() or None  # type: ignore[union-attr]
         return self.token
 
 
@@ -60,6 +63,7 @@ class Admin:
             web.post("/admin/models/{model}/activate", self.activate),
             web.post("/admin/models/{model}/sleep", self.sleep),
             web.post("/admin/models/{model}/drain", self.drain),
+            web.delete("/admin/boot/{model}", self.revoke_boot),
         ]
 
     # ---- auth
@@ -73,8 +77,10 @@ class Admin:
             )
         header = request.headers.get("Authorization", "")
         scheme, _, given = header.partition(" ")
-        # Constant-time comparison of bytes, so response timing says nothing about the token.
-        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token.encode()):
+        # Constant-time comparison of bytes, so response timing says nothing about the token. Header
+        # bytes that are not UTF-8 reach us as surrogates; they cannot match, but must not raise.
+        given_bytes = given.strip().encode("utf-8", "surrogateescape")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(given_bytes, token.encode()):
             return _error(401, "missing or wrong bearer token", **{"WWW-Authenticate": "Bearer"})
         return None
 
@@ -82,7 +88,7 @@ class Admin:
         m = self.manager.resolve(request.match_info["model"])
         if m is None:
             raise web.HTTPNotFound(
-                text=f'{{"error": "unknown model {request.match_info["model"]}"}}',
+                text=json.dumps({"error": f"unknown model {request.match_info['model']}"}),
                 content_type="application/json",
             )
         return m
@@ -150,6 +156,16 @@ class Admin:
             return denied
         m = self._model(request)
         ok, message = await self.manager.sleep(m)
+        return web.json_response(
+            {"ok": ok, "message": message, **self.manager.describe(m)}, status=200 if ok else 409
+        )
+
+    async def revoke_boot(self, request: web.Request) -> web.Response:
+        """Take back a boot grant that is holding the GPU for an engine that is not coming up."""
+        if denied := self._authorize(request):
+            return denied
+        m = self._model(request)
+        ok, message = await self.manager.revoke_boot(m)
         return web.json_response(
             {"ok": ok, "message": message, **self.manager.describe(m)}, status=200 if ok else 409
         )

@@ -127,5 +127,24 @@ class EngineClient:
             await self._ok("POST", "/wake_up?tags=kv_cache", left())
         else:
             await self._ok("POST", "/wake_up", left())
-        await self._ok("POST", "/reset_prefix_cache", left())
+        await self._reset_prefix_cache(left)
         await self._wait_sleeping(False, deadline)
+
+    async def _reset_prefix_cache(self, left) -> None:
+        """``POST /reset_prefix_cache`` until it reports success, within the wake's deadline.
+
+        vLLM 0.32 answers HTTP 200 with ``{"success": false}`` while blocks are still held; an answer
+        without that field (newer builds answer a bare 200) counts as done.
+        """
+        delay = 0.01
+        while True:
+            body = await self._ok("POST", "/reset_prefix_cache", left())
+            try:
+                answer = json.loads(body) if body.strip() else None
+            except ValueError:
+                answer = None
+            if not (isinstance(answer, dict) and answer.get("success") is False):
+                return
+            remaining = left()
+            await asyncio.sleep(min(delay, remaining))
+            delay = min(delay * 2, 0.5)

@@ -94,6 +94,12 @@ class ModelRuntime:
         self.wake_seconds: float | None = None
 
 
+def public_reason(reason: str) -> str:
+    """The part of a failure reason an unauthenticated client may see: its kind, not the engine's
+    URL or answer ("wake failed: POST http://...: HTTP 500: ..." -> "wake failed")."""
+    return reason.split(": ", 1)[0]
+
+
 def backoff_seconds(failures: int, initial: float, maximum: float) -> float:
     return min(initial * 2 ** max(failures - 1, 0), maximum)
 
@@ -222,7 +228,7 @@ class Manager:
                 return  # admitted in the same instant the timeout fired: serve it
             raise Unavailable(
                 f"model {m.name} did not become available within {self.policy.queue_timeout_seconds:g}s "
-                f"(state {m.state}{': ' + m.reason if m.reason else ''})",
+                f"(state {m.state}{': ' + public_reason(m.reason) if m.reason else ''})",
                 self.policy.retry_after_seconds,
                 code="queue_timeout",
             ) from None
@@ -332,9 +338,9 @@ class Manager:
             m.failures, self.policy.retry_backoff_initial_seconds, self.policy.retry_backoff_max_seconds
         )
         m.blocked_until = time.monotonic() + delay
-        m.block_reason = reason
+        m.block_reason = public_reason(reason)  # clients see this; the admin API the whole reason
         m.last_error = reason
-        self._refuse_waiters(m, f"model {m.name} is unavailable: {reason}", delay)
+        self._refuse_waiters(m, f"model {m.name} is unavailable: {m.block_reason}", delay)
         self._defer(m.blocked_until)
 
     def _defer(self, when: float) -> None:
@@ -557,6 +563,13 @@ class Manager:
         """An engine's init container asks to start. True once it holds the grant."""
         m = self.routes[name]
         if self.grant != m.name and m.name not in self._boot_queue:
+            # Only an engine that is really restarting gets in line: one that answers is up, holds
+            # its VRAM, and keeps its state (a caller cannot make the switcher forget it).
+            if await m.engine.health():
+                return False, {
+                    **self.boot_status(m.name),
+                    "reason": "the engine is answering: not restarting",
+                }
             async with self._lock:
                 if self.grant != m.name and m.name not in self._boot_queue:
                     # Its pod is (re)starting: whatever engine ran before is gone.
@@ -573,6 +586,28 @@ class Manager:
                 async with asyncio.timeout(wait):
                     await event.wait()
         return self.grant == m.name, self.boot_status(m.name)
+
+    async def revoke_boot(self, m: ModelRuntime) -> tuple[bool, str]:
+        """An operator takes back a boot grant (or a place in line): the model counts as cold again."""
+        async with self._lock:
+            if self.grant == m.name:
+                self.grant = None
+                message = "boot grant revoked"
+            elif m.name in self._boot_queue:
+                self._boot_queue.remove(m.name)
+                message = "removed from the boot queue"
+            else:
+                return False, "holds no boot grant and is not waiting for one"
+            event = self._boot_events.pop(m.name, None)
+            if event is not None:
+                event.set()  # a long-polling init container gets its (negative) answer now
+            if m.state is ModelState.STARTING:
+                self._set(m, ModelState.COLD, "boot grant revoked by an operator", use=0.0)
+            self._restore_defaults = True
+        self._probe_requested.add(m.name)
+        self._probe_now.set()
+        self.kick()
+        return True, message
 
     @property
     def boot_queue(self) -> list[str]:
@@ -594,11 +629,14 @@ class Manager:
             return False
         name = self._boot_queue[0]
         m = self.models[name]
-        # A node must recover on its own: boots do not wait for residencies (in-flight work drains).
+        # A node must recover on its own: boots do not wait for residencies. But an engine that is not
+        # up yet never takes the GPU from work: only models without requests (in flight or queued)
+        # are put to sleep for it, so no stream is cut and nobody's requests wait on a boot.
         plan = plan_room(name, self._holders(now, ignore_residency=True), self.capacity, now)
-        if plan.impossible:
-            log.debug("boot of %s waits: %s", name, plan.impossible)
-            self._defer(now + min(1.0, self.policy.health_interval_seconds))
+        busy = [v for v in plan.victims if self.models[v].inflight or self.models[v].queue]
+        if plan.impossible or busy:
+            log.debug("boot of %s waits: %s", name, plan.impossible or f"{', '.join(busy)} serving")
+            self._defer(now + min(0.5, self.policy.health_interval_seconds))
             return False
         problem = await self._make_room(plan.victims)
         if problem:
@@ -820,7 +858,7 @@ class Manager:
             "reason": m.reason,
             "inflight": m.inflight,
             "queued": len(m.queue),
-            "draining": m.draining,
+            "draining": m.draining and m.state is ModelState.AWAKE,  # a slept victim drains no more
             "cordoned": m.cordoned,
             "awake_for_seconds": round(now - m.awake_since, 3) if m.state is ModelState.AWAKE else None,
             "idle_for_seconds": round(now - m.last_used, 3) if m.last_used else None,

@@ -69,6 +69,8 @@ MODEL_ROUTES = (
 _DONE = b"data: [DONE]"
 # Bodies above this are scanned for `model` in a worker thread, so the event loop keeps serving.
 _SCAN_INLINE_BYTES = 256 * 1024
+# A write pending this long counts as stuck (a client that reads keeps writes short).
+_STUCK_WRITE_SECONDS = 0.5
 # Chunked bodies (no Content-Length) reserve their budget in steps of this size as they arrive.
 _BUDGET_STEP = 256 * 1024
 
@@ -88,14 +90,15 @@ def openai_error(
 class _Exchange:
     """One proxied request: its outcome is counted once, as the client experienced it."""
 
-    __slots__ = ("counted", "cut", "delivered", "label", "waiting_budget")
+    __slots__ = ("counted", "cut", "delivered", "label", "waiting_budget", "writing_since")
 
     def __init__(self) -> None:
         self.label = UNKNOWN_MODEL_LABEL
         self.counted = False
         self.delivered = False  # the client has the whole answer (e.g. `data: [DONE]` was written)
-        self.cut = False  # ended by the switcher: its model's drain gave up waiting for it
+        self.cut = False  # ended by the switcher: stuck on a client when its model's drain gave up
         self.waiting_budget = False
+        self.writing_since: float | None = None  # set while a write to the client is pending
 
 
 class Proxy:
@@ -123,7 +126,7 @@ class Proxy:
         except asyncio.CancelledError:
             # The client went away, or a drain ended the request; a client that already had the
             # whole answer (the openai SDK closes right after `data: [DONE]`) was served.
-            self._count(ex, 200 if ex.delivered else 503 if ex.cut else CLIENT_CLOSED)
+            self._count(ex, 200 if ex.delivered else CLIENT_CLOSED)
             raise
 
     async def _handle(self, request: web.Request, ex: _Exchange) -> web.StreamResponse:
@@ -316,9 +319,11 @@ class Proxy:
 
     async def _write(self, request: web.Request, out: web.StreamResponse, data: bytes, ex: _Exchange) -> None:
         """Write within write_timeout_seconds; a client that stopped reading is cut off."""
+        ex.writing_since = time.monotonic()
         try:
             async with asyncio.timeout(self.limits.write_timeout_seconds):
                 await out.write(data)
+            ex.writing_since = None
         except TimeoutError:
             log.info(
                 "model %s: client stopped reading for %gs; closing",
@@ -366,10 +371,6 @@ class Proxy:
                 chunk = await chunks.__anext__()
             except StopAsyncIteration:
                 break
-            except asyncio.CancelledError:
-                if not ex.cut:
-                    raise
-                return await self._end_cut_stream(request, m, out, ex)
             except aiohttp.ClientError as exc:
                 # The engine died mid-stream. Headers are gone, so tell the client in-band, then end.
                 self.manager.report_engine_error(m)
@@ -398,33 +399,16 @@ class Proxy:
             await out.write_eof()
         return out
 
-    async def _end_cut_stream(
-        self, request: web.Request, m: ModelRuntime, out: web.StreamResponse, ex: _Exchange
-    ) -> web.StreamResponse:
-        """Tell the client in-band that its model was put to sleep, then end the stream."""
-        task = asyncio.current_task()
-        if task is not None:
-            task.uncancel()
-        self._count(ex, 503)
-        error = (
-            b'data: {"error": {"message": "model '
-            + m.name.encode()
-            + b' was put to sleep before this answer ended", "type": "service_unavailable", '
-            b'"param": null, "code": "model_unavailable"}}\n\n'
-        )
-        with contextlib.suppress(_ClientGone, ConnectionError):
-            await self._write(request, out, error, ex)
-            await out.write_eof()
-        return out
-
     # ------------------------------------------------------------------ drains
 
     async def watch_drains(self) -> None:
-        """End forwards of a model still running when its drain gives up (drain_timeout_seconds).
+        """End forwards of a draining model that are stuck writing to their client when the drain
+        gives up (drain_timeout_seconds).
 
-        The manager then puts the engine to sleep anyway (vLLM aborts what runs); ending the client
-        side too keeps a stalled client from holding the model's in-flight count, which would stall
-        the next switch and its idle TTL.
+        The manager then puts the engine to sleep anyway, and vLLM ends (aborts) what it still
+        generates, which ends the forwards that are moving. One whose client stopped reading would
+        sit in its write until write_timeout_seconds, holding the model's in-flight count (and so
+        the next switch and its idle TTL): it is ended here.
         """
         grace = self.manager.policy.drain_timeout_seconds
         while True:
@@ -437,7 +421,10 @@ class Proxy:
                 since = self._drain_started.setdefault(name, now)
                 if now - since >= grace:
                     for task, ex in list(self._forwards[name].items()):
-                        if not ex.cut:
+                        stuck = (
+                            ex.writing_since is not None and now - ex.writing_since >= _STUCK_WRITE_SECONDS
+                        )
+                        if stuck and not ex.cut:
                             ex.cut = True
                             task.cancel()
 

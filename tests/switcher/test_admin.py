@@ -93,3 +93,34 @@ async def test_health_ready_and_metrics_contract(make_cluster):
     assert 'k3sllm_switcher_queue_depth{model="a"} 0.0' in text
     for phase in ("drain", "sleep", "wake", "total"):
         assert f'k3sllm_switcher_switch_duration_seconds_count{{phase="{phase}"}}' in text
+
+
+async def test_emptied_token_file_disables_the_old_token(make_cluster, tmp_path):
+    token_file = tmp_path / "token"
+    token_file.write_text("first\n")
+    c = await make_cluster(AB, extra={"admin_token_file": str(token_file)}, admin_token="first")
+    assert (await c.admin("GET", "/admin/models", "first"))[0] == 200
+    token_file.write_text("")
+    os.utime(token_file, (1, 1))
+    assert (await c.admin("GET", "/admin/models", "first"))[0] == 403
+
+
+async def test_odd_tokens_and_names_get_clean_answers(make_cluster):
+    c = await make_cluster(AB, admin_token=TOKEN)
+    # A bearer token that is not latin-1 (raw UTF-8 bytes on the wire) is a wrong token, not a crash.
+    async with c.session.get(
+        c.url + "/admin/models",
+        headers={"Authorization": "Bearer caf\u00e9\u2603".encode().decode("latin-1")},
+    ) as resp:
+        assert resp.status == 401
+    # A model name with quotes cannot break out of the JSON answer.
+    status, body = await c.admin("POST", '/admin/models/x"%2C"ok":true%2C"y/sleep', TOKEN)
+    assert status == 404 and set(body) == {"error"} and 'x","ok":true,"y' in body["error"]
+
+
+async def test_slept_victims_do_not_show_draining(make_cluster):
+    c = await make_cluster(AB, admin_token=TOKEN)
+    assert (await c.request("b")).status == 200  # a was drained and slept for b
+    _, body = await c.admin("GET", "/admin/models", TOKEN)
+    a = next(m for m in body["models"] if m["name"] == "a")
+    assert a["state"] == "sleeping" and a["draining"] is False

@@ -74,3 +74,56 @@ async def test_restarted_pod_boots_again_while_others_serve(make_cluster):
     assert (await c.request("b")).model == "b"
     assert (await c.request("a")).model == "a"
     c.assert_gpu_safe()
+
+
+async def test_boot_call_for_a_live_engine_changes_nothing(make_cluster):
+    # Co-residency: a and b are both awake and counted; a loop of /boot calls for a live engine
+    # must neither forget b's VRAM nor sleep and wake anything.
+    c = await make_cluster(
+        [{"name": "a", "vram": 10}, {"name": "b", "vram": 10}, {"name": "c", "vram": 10}],
+        coresidency=True,
+        gpu_gib=20,
+        awake=("a", "b"),
+    )
+    for _ in range(20):
+        async with c.session.get(f"{c.url}/boot/b?wait=0") as resp:
+            body = await resp.json()
+            assert resp.status == 423 and "not restarting" in body["reason"]
+    assert (c.state("a"), c.state("b")) == ("awake", "awake")
+    assert c.manager.models["b"].use == 10
+    assert c.engines["a"].stats.sleeps == [] and c.engines["b"].stats.sleeps == []
+    assert c.manager.grant is None and c.manager.boot_queue == []
+    r = await c.request("c")  # c must evict one of them: b's VRAM is still counted
+    assert r.status == 200
+    c.assert_gpu_safe()
+
+
+async def test_boot_does_not_cut_a_stream_and_waits_for_it(make_cluster):
+    c = await make_cluster([{"name": "a"}, {"name": "b"}], timings=Timings(token_s=0.02))
+    stream = asyncio.create_task(c.request("a", stream=True, max_tokens=40))
+    await wait_until(lambda: c.manager.models["a"].inflight == 1, what="a's stream to start")
+    await c.engines["b"].kill()
+    async with c.session.get(f"{c.url}/boot/b?wait=0.3") as resp:
+        assert resp.status == 423  # a is serving: b waits, a is not drained under its stream
+    r = await stream
+    assert r.finish_reason == "length" and len(r.chunks) == 42
+    await init_container_then_start(c, "b")
+    await wait_until(lambda: c.state("b") in ("sleeping", "awake"), what="b booted after a's stream")
+    c.assert_gpu_safe()
+
+
+async def test_admin_revokes_a_grant_whose_engine_never_comes(make_cluster):
+    token = "t0k3n"
+    c = await make_cluster([{"name": "a"}, {"name": "b"}], admin_token=token)
+    await c.engines["b"].kill()
+    async with c.session.get(f"{c.url}/boot/b?wait=1") as resp:
+        assert resp.status == 200  # a was idle, so it was put to sleep for b's boot
+    assert c.state("a") == "sleeping" and c.state("b") == "starting"
+    status, body = await c.admin("DELETE", "/admin/boot/b", token)
+    assert status == 200 and body["state"] == "cold"
+    assert c.manager.grant is None
+    r = await c.request("a")  # the GPU is a's again
+    assert r.status == 200 and r.model == "a"
+    assert (await c.admin("DELETE", "/admin/boot/b", token))[0] == 409  # nothing left to revoke
+    assert (await c.admin("DELETE", "/admin/boot/b", "wrong"))[0] == 401
+    c.assert_gpu_safe()

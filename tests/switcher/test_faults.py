@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 from standins.vllm_cluster import wait_until
@@ -17,10 +18,10 @@ async def test_failed_wake_answers_503_and_keeps_the_previous_model(make_cluster
     r = await c.request("b")
     assert r.status == 503 and time.monotonic() - started < 2
     assert int(r.headers["Retry-After"]) >= 1
-    assert (
-        "wake failed" in r.body["error"]["message"] and "injected wake failure" in r.body["error"]["message"]
-    )
+    # Clients learn what failed; the engine's URL and answer stay with the operator (log, admin API).
+    assert r.body["error"]["message"] == "model b is unavailable: wake failed"
     assert c.state("b") == "failed" and "wake failed" in c.manager.models["b"].reason
+    assert "injected wake failure" in c.manager.describe(c.manager.models["b"])["last_error"]
     assert c.metric("k3sllm_switcher_switches_total", model="b", outcome="failed") == 1
     # The model that was put to sleep for b is woken again (rollback) and serves.
     assert (await c.request("a")).model == "a"
@@ -41,7 +42,8 @@ async def test_wake_refused_by_a_full_gpu_is_a_clean_failure(make_cluster):
     c = await make_cluster([{"name": "a", "vram": 5}, {"name": "b", "vram": 10}], gpu_gib=10)
     c.ledger.book("someone-else", 4)
     r = await c.request("b")
-    assert r.status == 503 and "CUDA out of memory" in r.body["error"]["message"]
+    assert r.status == 503 and r.body["error"]["message"] == "model b is unavailable: wake failed"
+    assert "CUDA out of memory" in c.manager.models["b"].last_error
     assert (await c.request("a")).status == 200 and c.state("a") == "awake"
     assert len(c.ledger.refusals) == 1  # the one refused wake; never an actual over-commit
     assert c.ledger.max_committed <= c.ledger.capacity
@@ -53,9 +55,9 @@ async def test_sleep_that_hangs_fails_the_switch_and_keeps_serving(make_cluster)
     started = time.monotonic()
     r = await c.request("b")
     assert r.status == 503 and time.monotonic() - started < 2
-    assert (
-        "could not make room" in r.body["error"]["message"] and "sleep failed" in r.body["error"]["message"]
-    )
+    assert r.body["error"]["message"] == "model b is unavailable: could not make room"
+    assert "http://" not in r.body["error"]["message"]
+    assert "sleep failed" in c.manager.models["b"].last_error
     assert c.state("a") == "awake" and (await c.request("a")).model == "a"
     assert c.state("b") == "sleeping"
     c.assert_gpu_safe()
@@ -113,3 +115,23 @@ async def test_wedged_engine_is_failed_then_relearned_after_its_back_off(make_cl
     r = await c.request("b")
     assert r.status == 200 and r.model == "b"
     c.assert_gpu_safe()
+
+
+async def test_prefix_cache_reset_that_reports_no_success_is_retried(make_cluster):
+    c = await make_cluster(AB)
+    c.engines["b"].faults.busy_prefix_resets = 2  # vLLM 0.32: HTTP 200 {"success": false}
+    r = await c.request("b")
+    assert r.status == 200 and r.model == "b"
+    assert c.engines["b"].stats.prefix_resets == 3
+    c.assert_gpu_safe()  # no answer from a stale prefix cache
+
+
+async def test_unavailable_answers_name_no_engine_url(make_cluster):
+    c = await make_cluster(AB, policy={"queue_timeout_seconds": 0.5})
+    await c.engines["a"].kill()
+    r = await c.request("a")
+    assert r.status == 503 and r.body["error"]["code"] == "engine_unreachable"
+    r = await c.request("a")  # cold now: queued, then times out
+    assert r.status == 503
+    for text in (json.dumps(r.body), json.dumps((await c.request("a")).body)):
+        assert "http://" not in text and "127.0.0.1" not in text
