@@ -89,23 +89,23 @@ class Switcher:
 @web.middleware
 async def openai_not_found(request: web.Request, handler) -> web.StreamResponse:
     """Unknown routes and wrong methods answer in the OpenAI error shape, not aiohttp's plain text."""
-    try:
-        return await handler(request)
-    except web.HTTPNotFound:
+    unmatched = request.match_info.http_exception
+    if isinstance(unmatched, web.HTTPNotFound):
         return openai_error(
             404,
             f"no route {request.method} {request.path[:200]} on this server",
             "invalid_request_error",
             "not_found",
         )
-    except web.HTTPMethodNotAllowed as exc:
+    if isinstance(unmatched, web.HTTPMethodNotAllowed):
         return openai_error(
             405,
             f"{request.method} is not allowed on {request.path[:200]}",
             "invalid_request_error",
             "method_not_allowed",
-            Allow=", ".join(sorted(exc.allowed_methods)),
+            Allow=", ".join(sorted(unmatched.allowed_methods)),
         )
+    return await handler(request)
 
 
 async def start_site(switcher: Switcher, host: str, port: int) -> web.AppRunner:
