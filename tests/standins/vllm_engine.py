@@ -91,6 +91,7 @@ class Timings:
     wake_s: float = 0.02
     token_s: float = 0.0  # per generated token
     default_tokens: int = 8
+    done_to_eof_s: float = 0.0  # between a stream's `data: [DONE]` and the end of the response
 
 
 @dataclass
@@ -475,6 +476,8 @@ class VllmEngineStandIn:
         await resp.write(event(None, "length" if sent == n else "abort"))
         await resp.write(b"data: [DONE]\n\n")
         self.stats.served += 1
+        if self.timings.done_to_eof_s:
+            await asyncio.sleep(self.timings.done_to_eof_s)
         await resp.write_eof()
         return resp
 

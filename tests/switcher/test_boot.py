@@ -99,7 +99,10 @@ async def test_boot_call_for_a_live_engine_changes_nothing(make_cluster):
 
 
 async def test_boot_does_not_cut_a_stream_and_waits_for_it(make_cluster):
-    c = await make_cluster([{"name": "a"}, {"name": "b"}], timings=Timings(token_s=0.02))
+    # The stream outlives drain_timeout_seconds: a boot that drained a would cut it (finish "abort").
+    c = await make_cluster(
+        [{"name": "a"}, {"name": "b"}], timings=Timings(token_s=0.02), policy={"drain_timeout_seconds": 0.3}
+    )
     stream = asyncio.create_task(c.request("a", stream=True, max_tokens=40))
     await wait_until(lambda: c.manager.models["a"].inflight == 1, what="a's stream to start")
     await c.engines["b"].kill()

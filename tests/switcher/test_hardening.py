@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import aiohttp
+import openai
 import yaml
 
 from standins.vllm_cluster import wait_until
@@ -292,3 +293,58 @@ async def test_busy_port_exits_with_one_clear_line(tmp_path):
     assert proc.returncode == 1
     assert f"switcher: cannot listen on 127.0.0.1:{port}: Address already in use" in text
     assert "Traceback" not in text and "Unclosed" not in text
+
+
+# ---------------------------------------------------------------- metrics
+
+
+async def test_streams_the_openai_sdk_received_in_full_count_as_successes(make_cluster, monkeypatch):
+    # The SDK closes its connection as soon as it reads `data: [DONE]`, here before the engine has
+    # ended the response: that is a served request, not a client abort or an engine failure.
+    c = await make_cluster(TWO, timings=Timings(token_s=0.02, done_to_eof_s=0.2))
+    probes: list[str] = []
+    monkeypatch.setattr(c.manager, "report_engine_error", lambda m: probes.append(m.name))
+    client = openai.AsyncOpenAI(base_url=c.url + "/v1", api_key="unused", max_retries=0)
+    for _ in range(10):
+        stream = await client.chat.completions.create(
+            model="llama", messages=[{"role": "user", "content": "hi"}], stream=True, max_tokens=3
+        )
+        text = "".join([chunk.choices[0].delta.content or "" async for chunk in stream if chunk.choices])
+        assert text == "[llama] tok0 tok1 tok2 "
+    await client.close()
+    await wait_until(lambda: c.manager.models["llama"].inflight == 0)
+    assert c.metric("k3sllm_switcher_requests_total", model="llama", code="200") == 10
+    # A client that leaves mid-stream is a client-side reset (499): no engine error, no probe.
+    async with aiohttp.ClientSession() as s:
+        payload = {"model": "llama", "prompt": "x", "max_tokens": 50, "stream": True}
+        resp = await s.post(c.url + "/v1/completions", json=payload)
+        await resp.content.readline()
+        resp.close()
+    await wait_until(lambda: c.metric("k3sllm_switcher_requests_total", model="llama", code="499") == 1)
+    for code in ("502", "503"):
+        assert c.metric("k3sllm_switcher_requests_total", model="llama", code=code) == 0
+    assert probes == []
+
+
+async def test_stream_stuck_on_its_client_is_ended_when_the_drain_gives_up(make_cluster):
+    # write_timeout is long here: what ends the stuck stream is the drain of its model.
+    c = await make_cluster(TWO, extra=limits(write_timeout_seconds=60), policy={"drain_timeout_seconds": 0.5})
+    host, port = c.url.removeprefix("http://").split(":")
+    body = json.dumps({"model": "llama", "prompt": "x", "max_tokens": 400000, "stream": True}).encode()
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.setblocking(False)
+    loop = asyncio.get_running_loop()
+    await loop.sock_connect(sock, (host, int(port)))
+    head = f"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+    await loop.sock_sendall(sock, head + body)
+    llama = c.manager.models["llama"]
+    await wait_until(lambda: llama.inflight == 1, what="the stream to start")
+    await asyncio.sleep(1.0)  # long enough for the client's buffers to fill: writes now block
+    started = time.monotonic()
+    r = await c.request("qwen")
+    assert r.status == 200 and r.model == "Qwen/Qwen3-8B"
+    assert time.monotonic() - started < 3.0
+    await wait_until(lambda: llama.inflight == 0, what="the stuck stream to be ended")
+    sock.close()
+    c.assert_gpu_safe()
