@@ -43,6 +43,8 @@ def make_app(upstreams: dict[str, str], current: str) -> web.Application:
     async def handle(request: web.Request) -> web.StreamResponse:
         body = await request.read()
         model = json.loads(body)["model"]
+        if model not in upstreams:  # before the lock: an unknown name must not sleep the awake engine
+            return web.json_response({"error": f"unknown model {model}"}, status=404)
         async with lock:
             if state["current"] != model:
                 await switch(model)
