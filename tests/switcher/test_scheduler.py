@@ -410,3 +410,80 @@ def test_decision_explains_itself():
     assert d.why == "2 waiting, 3 s waited, switch cost 3 s, overdue"
     d = decide(models, EXCLUSIVE, 10.0)
     assert d.why == "2 waiting, 3 s waited, switch cost 3 s"
+
+
+# ---------------------------------------------------------------------------------------- README
+
+
+def readme_models(*, m0_inflight=3, m0_last=100.0, m2_priority=0):
+    """switcher/README.md, "Scheduling policy", worked example."""
+    return [
+        view(
+            "m0",
+            awake=True,
+            share=50,
+            residual=1,
+            inflight=m0_inflight,
+            awake_since=97.0,
+            last_used=m0_last,
+            sleep_cost=0.3,
+            wake_cost=0.35,
+        ),
+        view("m1", share=50, residual=1, waiting=(99.0, 99.5), sleep_cost=0.3, wake_cost=0.35),
+        view("m2", share=30, residual=1, waiting=(98.0,), priority=m2_priority, wake_cost=0.25),
+    ]
+
+
+README_RULES = Rules(
+    capacity=80, min_residency=5, residency_cost_multiple=4, demand_grace=0.05, starvation_age=150
+)
+
+
+def test_readme_worked_example():
+    m0 = readme_models()[0]
+    assert time_slice(m0, README_RULES) == 5
+    # 1. m0 has demand: nothing moves before its slice ends at t = 102
+    assert decide(readme_models(), README_RULES, 100.0).recheck_at == 102.0
+    # 2. at t = 102 m1 scores 5.5 / 0.65 = 8.5 against m2's 4.0 / 0.55 = 7.3
+    d = decide(readme_models(), README_RULES, 102.0)
+    assert (d.target, d.victims) == ("m1", ("m0",))
+    assert score(readme_models()[1], 0.65, 102.0) == pytest.approx(8.46, abs=0.01)
+    assert score(readme_models()[2], 0.55, 102.0) == pytest.approx(7.27, abs=0.01)
+    # 3. idle since 100.5: protected by the grace until 100.55 only; then m2 (4.6) beats m1 (4.0)
+    idle = readme_models(m0_inflight=0, m0_last=100.5)
+    assert decide(idle, README_RULES, 100.52).recheck_at == pytest.approx(100.55)
+    d = decide(idle, README_RULES, 100.55)
+    assert (d.target, d.victims) == ("m2", ("m0",))
+    # 4. priority 1 doubles m2's score: 14.5
+    assert decide(readme_models(m2_priority=1), README_RULES, 102.0).target == "m2"
+    # 5. a request waiting 150 s goes first
+    assert README_RULES.starvation_age == 150
+
+
+async def test_manager_rules_come_from_the_policy():
+    from switcher.config import parse_config
+    from switcher.manager import Manager
+    from switcher.metrics import Metrics
+
+    policy = {
+        "min_residency_seconds": 7,
+        "residency_switch_cost_multiple": 3,
+        "demand_grace_seconds": 0.2,
+        "batch_window_seconds": 0.1,
+        "queue_timeout_seconds": 90,
+        "gpu_total_vram_gib": 80,
+    }
+    config = parse_config(
+        {"models": [{"name": "a", "base_url": "http://a", "vram_gib": 50}], "policy": policy}
+    )
+    rules = Manager(config, Metrics()).rules
+    assert rules == Rules(
+        capacity=80,
+        min_residency=7,
+        residency_cost_multiple=3,
+        demand_grace=0.2,
+        batch_window=0.1,
+        starvation_age=45,
+    )
+    exclusive = parse_config({"models": [{"name": "a", "base_url": "http://a"}]})
+    assert Manager(exclusive, Metrics()).rules.capacity == 1.0
