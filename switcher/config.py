@@ -13,6 +13,8 @@ from typing import Annotated, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from .vram import valid_utilization
+
 ADMIN_TOKEN_ENV = "SWITCHER_ADMIN_TOKEN"
 
 PositiveSeconds = Annotated[float, Field(gt=0)]
@@ -43,7 +45,7 @@ class ModelSpec(_Strict):
     priority: int = 0
     idle_ttl_seconds: PositiveSeconds | None = None
     vram_gib: Annotated[float, Field(gt=0)] | None = None
-    gpu_memory_utilization: Annotated[float, Field(gt=0, le=1)] | None = None
+    gpu_memory_utilization: float | None = None  # range checked by the VRAM rule (vram.py), as Ansible does
     sleep_level: Literal[1, 2] | None = None
 
     @field_validator("base_url")
@@ -52,6 +54,13 @@ class ModelSpec(_Strict):
         if not value.startswith(("http://", "https://")):
             raise ValueError(f"must start with http:// or https://, got {value!r}")
         return value.rstrip("/")
+
+    @field_validator("gpu_memory_utilization")
+    @classmethod
+    def _utilization_range(cls, value: float | None) -> float | None:
+        if value is not None and not valid_utilization(value):
+            raise ValueError(f"must be above 0 and at most 1 (vLLM's range), got {value!r}")
+        return value
 
     @model_validator(mode="after")
     def _one_vram_field(self) -> ModelSpec:
