@@ -7,11 +7,13 @@ a malformed header back. ``GuardedHandler`` is aiohttp's protocol with those clo
 - a connection must complete its request headers within ``header_timeout_seconds`` of opening (or of
   its first byte after an idle keep-alive), and may idle ``idle_timeout_seconds`` between requests;
   while a handler runs the handler bounds itself (body and write timeouts in the proxy);
-- at ``max_connections`` new connections go to a small reserve (``health_reserve_connections``)
-  that answers only ``/healthz``, ``/readyz`` and ``/metrics`` (everything else gets 503 at once),
-  so the kubelet's probes keep working under a flood; beyond the reserve a connection is closed at
-  once. The cap is kept below the process's file-descriptor limit, which is raised to its hard
-  limit at start, so accept() never fails with "Too many open files";
+- at ``max_connections`` a new connection closes the oldest one that has no request running
+  (idle, or still sending its headers), so idle connections cannot lock clients or probes out;
+  when every connection runs a request, new ones go to a small reserve
+  (``health_reserve_connections``) that answers only ``/healthz``, ``/readyz`` and ``/metrics``
+  (anything else gets 503 at once); beyond it a connection is closed at once. The cap is kept
+  below the process's file-descriptor limit, which is raised to its hard limit at start, so
+  accept() never fails with "Too many open files";
 - parse errors are answered with a fixed OpenAI-style 400 and logged as one line naming the error
   class only.
 """
@@ -35,6 +37,9 @@ HEALTH_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 # Descriptors kept for everything but client connections: engine connections (one per forwarded
 # request, counted per client below), the control pool, logs, the listening socket.
 _FD_MARGIN = 64
+# Listen backlog, which is also how many connections asyncio accepts in one go (each takes a
+# descriptor before the cap can close it).
+ACCEPT_BACKLOG = 128
 # A reserve connection must send its request quickly: it exists for probes, which do.
 _RESERVE_HEADER_SECONDS = 2.0
 
@@ -49,11 +54,55 @@ class ConnectionGuard:
         self.normal = 0
         self.reserved = 0
         self.refused = 0
+        self.evicted = 0
+        # Connections with no request running, oldest first, per pool (normal, reserve): at the cap
+        # the oldest of them makes room, so idle connections cannot lock out new clients or probes.
+        self._waiting: tuple[dict[GuardedHandler, None], dict[GuardedHandler, None]] = ({}, {})
+
+    def admit(self, handler: GuardedHandler) -> bool:
+        """Count a new connection in; False when it must be refused."""
+        if self.normal < self.max_connections:
+            self.normal += 1
+            return True
+        if self._evict(self._waiting[0]):
+            self.normal += 1
+            return True
+        # Every connection is running a request: the reserve, for health probes only.
+        handler.reserve_slot = True
+        if self.reserved < self.reserve or self._evict(self._waiting[1]):
+            self.reserved += 1
+            return True
+        self.refused += 1
+        return False
+
+    def _evict(self, waiting: dict[GuardedHandler, None]) -> bool:
+        if not waiting:
+            return False
+        oldest = next(iter(waiting))
+        oldest.drop()
+        self.evicted += 1
+        return True
+
+    def release(self, handler: GuardedHandler) -> None:
+        self.set_waiting(handler, False)
+        if handler.reserve_slot:
+            self.reserved -= 1
+        else:
+            self.normal -= 1
+
+    def set_waiting(self, handler: GuardedHandler, waiting: bool) -> None:
+        pool = self._waiting[1 if handler.reserve_slot else 0]
+        if waiting:
+            pool.pop(handler, None)
+            pool[handler] = None  # to the end: the newest
+        else:
+            pool.pop(handler, None)
 
     def fit_to_fd_limit(self) -> None:
         """Raise the soft fd limit to the hard one; lower the cap if the fds still do not cover it.
 
-        Each client connection may need a second descriptor for its engine connection.
+        Each client connection may need a second descriptor for its engine connection, and one
+        burst of accepts takes up to ``ACCEPT_BACKLOG`` descriptors before the cap applies.
         """
         soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
         if soft != resource.RLIM_INFINITY and (hard == resource.RLIM_INFINITY or hard > soft):
@@ -64,7 +113,7 @@ class ConnectionGuard:
                 pass
         if soft == resource.RLIM_INFINITY:
             return
-        fit = max(1, (soft - _FD_MARGIN) // 2 - self.reserve)
+        fit = max(1, (soft - _FD_MARGIN - ACCEPT_BACKLOG) // 2 - self.reserve)
         if fit < self.max_connections:
             log.warning(
                 "limits.max_connections=%d does not fit the file-descriptor limit %d; using %d",
@@ -91,16 +140,11 @@ class GuardedHandler(RequestHandler):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         guard = self.guard
-        if guard.normal < guard.max_connections:
-            guard.normal += 1
-        elif guard.reserved < guard.reserve:
-            guard.reserved += 1
-            self.reserve_slot = True
-        else:
-            guard.refused += 1
-            transport.abort()  # over the cap and the reserve: refused before anything is read
+        if not guard.admit(self):
+            transport.abort()  # over the cap and the reserve, all busy: refused before anything is read
             return
         self._counted = True
+        guard.set_waiting(self, True)
         super().connection_made(transport)
         header_seconds = guard.limits.header_timeout_seconds
         if self.reserve_slot:
@@ -110,10 +154,7 @@ class GuardedHandler(RequestHandler):
     def connection_lost(self, exc: BaseException | None) -> None:
         if self._counted:
             self._counted = False
-            if self.reserve_slot:
-                self.guard.reserved -= 1
-            else:
-                self.guard.normal -= 1
+            self.guard.release(self)
         self._disarm()
         super().connection_lost(exc)
 
@@ -136,6 +177,15 @@ class GuardedHandler(RequestHandler):
             self._deadline.cancel()
             self._deadline = None
 
+    def drop(self) -> None:
+        """Close this connection now and stop counting it (it made room for a new one)."""
+        if self._counted:
+            self._counted = False
+            self.guard.release(self)
+        self._disarm()
+        if self.transport is not None:
+            self.transport.abort()
+
     def _expire(self) -> None:
         self._deadline = None
         if not self.busy and self.transport is not None:
@@ -144,11 +194,14 @@ class GuardedHandler(RequestHandler):
     def request_started(self) -> None:
         self.busy = True
         self.idle = False
+        self.guard.set_waiting(self, False)
         self._disarm()
 
     def request_finished(self) -> None:
         self.busy = False
         self.idle = True
+        if self._counted:
+            self.guard.set_waiting(self, True)
         # Covers writing the answer and then waiting for the next request on this connection.
         self._arm(self.guard.limits.idle_timeout_seconds)
 
@@ -219,7 +272,7 @@ class GuardedSite(web.TCPSite):
     __slots__ = ("_guard", "_handler_kwargs")
 
     def __init__(self, runner: web.AppRunner, host: str, port: int, guard: ConnectionGuard, **kwargs: Any):
-        super().__init__(runner, host, port, backlog=1024)
+        super().__init__(runner, host, port, backlog=ACCEPT_BACKLOG)
         self._guard = guard
         self._handler_kwargs = kwargs
 

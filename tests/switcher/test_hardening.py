@@ -165,31 +165,35 @@ async def test_header_body_and_idle_timeouts_close_connections(make_cluster):
 
 async def test_connection_cap_answers_fast_and_health_keeps_answering(make_cluster):
     c = await make_cluster(
-        TWO, extra=limits(max_connections=8, health_reserve_connections=2, header_timeout_seconds=30)
+        TWO,
+        timings=Timings(token_s=0.05),
+        extra=limits(max_connections=8, health_reserve_connections=2, header_timeout_seconds=30),
     )
+    guard = c.switcher.guard
     host, port = c.url.removeprefix("http://").split(":")
     idle = [await asyncio.open_connection(host, int(port)) for _ in range(8)]
-    await wait_until(lambda: c.switcher.guard.normal == 8, what="the cap to be reached")
-    try:
-        started = time.monotonic()
-        health = await raw_exchange(c.url, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n", read_for=1)
-        assert health.startswith(b"HTTP/1.1 200")
-        busy = await raw_exchange(
-            c.url, b"POST /v1/models HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}", read_for=1
-        )
-        assert busy.startswith(b"HTTP/1.1 503") and b"server_busy" in busy
-        assert time.monotonic() - started < 1.5
-        # With the reserve full too, a new connection is closed at once.
-        reserve = [await asyncio.open_connection(host, int(port)) for _ in range(2)]
-        await wait_until(lambda: c.switcher.guard.reserved == 2)
-        assert await closed_within(c.url, b"", 2) < 0.5
-        for _, w in reserve:
-            w.close()
-    finally:
-        for _, w in idle:
-            w.close()
-    await wait_until(lambda: c.switcher.guard.normal == 0, what="closed connections to be released")
+    await wait_until(lambda: guard.normal == 8, what="the cap to be reached")
+    # Idle connections cannot lock anyone out: the oldest makes room for a new one.
+    health = await raw_exchange(c.url, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n", read_for=1)
+    assert health.startswith(b"HTTP/1.1 200") and guard.evicted == 1
+    assert await idle[0][0].read() == b""  # the oldest idle connection was closed
     assert (await c.request("llama")).status == 200
+    for _, w in idle:
+        w.close()
+    # Every connection busy with a request: probes use the reserve, other requests get a fast 503.
+    streams = [asyncio.create_task(c.request("llama", stream=True, max_tokens=60)) for _ in range(8)]
+    await wait_until(lambda: c.manager.models["llama"].inflight == 8, what="8 streams in flight")
+    started = time.monotonic()
+    health = await raw_exchange(c.url, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n", read_for=1)
+    assert health.startswith(b"HTTP/1.1 200")
+    busy = await raw_exchange(
+        c.url, b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}", read_for=1
+    )
+    assert busy.startswith(b"HTTP/1.1 503") and b"server_busy" in busy
+    assert time.monotonic() - started < 1.5
+    assert all(r.finish_reason == "length" for r in await asyncio.gather(*streams))
+    await wait_until(lambda: guard.reserved == 0, what="reserve connections to be released")
+    assert guard.normal <= 8
 
 
 async def test_client_that_stops_reading_is_cut_off(make_cluster):
@@ -344,7 +348,7 @@ async def test_stream_stuck_on_its_client_is_ended_when_the_drain_gives_up(make_
     started = time.monotonic()
     r = await c.request("qwen")
     assert r.status == 200 and r.model == "Qwen/Qwen3-8B"
-    assert time.monotonic() - started < 3.0
-    await wait_until(lambda: llama.inflight == 0, what="the stuck stream to be ended")
+    assert time.monotonic() - started < 5.0
+    await wait_until(lambda: llama.inflight == 0, within=10, what="the stuck stream to be ended")
     sock.close()
     c.assert_gpu_safe()

@@ -1,0 +1,231 @@
+"""The switcher as a process stays within its memory limit (512Mi in the chart) under attack.
+
+The switcher runs as ``python -m switcher`` in a subprocess; its peak RSS (``VmHWM``) is read from
+/proc after: one 30 MB body (announced and chunked), many concurrent bodies at the size cap (text
+and bracket-dense JSON), thousands of idle and half-sent connections. Meanwhile ``/healthz``
+answers, and afterwards a normal request is served and the log stayed small.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import resource
+import socket
+import sys
+import time
+from pathlib import Path
+
+import aiohttp
+import pytest
+import yaml
+
+from standins.vllm_engine import VllmEngineStandIn, VramLedger
+
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parents[2]
+MIB = 1024**2
+MEMORY_LIMIT_MIB = 512  # roles/model_switcher: model_switcher_memory_limit
+
+
+def peak_rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmHWM in /proc status")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def post_status(url: str, data, headers=None) -> int:
+    try:
+        async with (
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120)) as s,
+            s.post(url, data=data, headers=headers) as resp,
+        ):
+            await resp.read()
+            return resp.status
+    except aiohttp.ClientError:
+        return -1  # the switcher closed the connection before reading the rest: also refused
+
+
+async def test_memory_stays_within_the_limit_under_attack(tmp_path):
+    engine = VllmEngineStandIn("m", VramLedger(10), 10)
+    await engine.start()
+    port = free_port()
+    config = tmp_path / "switcher.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "listen": {"host": "127.0.0.1", "port": port},
+                "models": [{"name": "m", "base_url": engine.base_url}],
+                "limits": {"header_timeout_seconds": 20},
+            }
+        )
+    )
+    stderr = tmp_path / "stderr.log"
+    with stderr.open("wb") as err:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "switcher", "--config", str(config), cwd=REPO, stderr=err
+        )
+    url = f"http://127.0.0.1:{port}"
+    sockets: list[socket.socket] = []
+    try:
+        async with aiohttp.ClientSession() as session:
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    async with session.get(url + "/readyz") as resp:
+                        if resp.status == 200:
+                            break
+                except aiohttp.ClientConnectionError:
+                    assert time.monotonic() < deadline, "switcher process did not become ready"
+                    await asyncio.sleep(0.1)
+        baseline = peak_rss_mib(proc.pid)
+        chat = url + "/v1/chat/completions"
+
+        # 1. One 30 MB body of empty objects (the body that used to OOM-kill the switcher).
+        items = b"{}, " * (30 * MIB // 4)
+        huge = b'{"model": "x", "x": [' + items + b"{}]}"
+        assert await post_status(chat, huge) in (413, -1)
+
+        async def chunked():
+            yield b'{"model": "m", "x": ['
+            for start in range(0, len(items), MIB):
+                yield items[start : start + MIB]
+            yield b"{}]}"
+
+        assert await post_status(chat, chunked()) in (413, -1)
+        del huge
+
+        # 2. Many bodies at the cap at once: text (fast to scan) and bracket-dense JSON.
+        text_body = json.dumps({"model": "nope", "prompt": "x" * (4 * MIB - 100)}).encode()
+        dense = b'{"model": "nope", "x": [' + b"{}, " * ((4 * MIB - 100) // 4) + b"{}]}"
+        assert len(text_body) <= 4 * MIB and len(dense) <= 4 * MIB
+        statuses = await asyncio.gather(
+            *(post_status(chat, text_body) for _ in range(48)), *(post_status(chat, dense) for _ in range(3))
+        )
+        assert set(statuses) <= {404, 503}, statuses  # unknown model, or no room in the body budget
+        assert statuses.count(404) >= 16
+
+        # 3. Thousands of idle and half-sent connections; health keeps answering.
+        loop = asyncio.get_running_loop()
+        for i in range(3000):
+            s = socket.socket()
+            s.setblocking(False)
+            try:
+                await loop.sock_connect(s, ("127.0.0.1", port))
+                if i % 3 == 0:
+                    await loop.sock_sendall(s, b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nX-A: ")
+            except OSError:
+                s.close()
+                continue
+            sockets.append(s)
+        async with aiohttp.ClientSession() as session:
+            for _ in range(5):
+                async with session.get(url + "/healthz", timeout=aiohttp.ClientTimeout(total=2)) as resp:
+                    assert resp.status == 200
+        for s in sockets:
+            s.close()
+        sockets.clear()
+
+        # Still serving, within the limit, and the log did not flood.
+        async with aiohttp.ClientSession() as session:
+            for _ in range(50):  # closed connections are released asynchronously
+                async with session.post(chat, json={"model": "m", "messages": []}) as resp:
+                    if resp.status == 200:
+                        break
+                await asyncio.sleep(0.1)
+            assert resp.status == 200
+        peak = peak_rss_mib(proc.pid)
+        print(f"switcher RSS: {baseline:.0f} MiB at start, {peak:.0f} MiB peak under attack")
+        assert peak < MEMORY_LIMIT_MIB * 0.75, f"peak RSS {peak:.0f} MiB (limit {MEMORY_LIMIT_MIB} MiB)"
+        assert stderr.stat().st_size < 200_000
+    finally:
+        for s in sockets:
+            s.close()
+        if proc.returncode is None:
+            proc.terminate()
+            await asyncio.wait_for(proc.wait(), 30)
+        await engine.close()
+    assert "Traceback" not in stderr.read_text()
+
+
+async def test_file_descriptor_limit_is_never_reached(tmp_path):
+    """With few descriptors (256 here) the cap shrinks to fit them: a flood of connections gets
+    old idle ones closed, never "Too many open files" in a loop, and /healthz keeps answering."""
+    engine = VllmEngineStandIn("m", VramLedger(10), 10)
+    await engine.start()
+    port = free_port()
+    config = tmp_path / "switcher.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "listen": {"host": "127.0.0.1", "port": port},
+                "models": [{"name": "m", "base_url": engine.base_url}],
+                "limits": {"max_connections": 1024},
+            }
+        )
+    )
+    stderr = tmp_path / "stderr.log"
+
+    def few_fds() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (256, 256))
+
+    with stderr.open("wb") as err:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "switcher",
+            "--config",
+            str(config),
+            cwd=REPO,
+            stderr=err,
+            preexec_fn=few_fds,
+        )
+    url = f"http://127.0.0.1:{port}"
+    sockets: list[socket.socket] = []
+    try:
+        async with aiohttp.ClientSession() as session:
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    async with session.get(url + "/readyz") as resp:
+                        if resp.status == 200:
+                            break
+                except aiohttp.ClientConnectionError:
+                    assert time.monotonic() < deadline, "switcher process did not become ready"
+                    await asyncio.sleep(0.1)
+            loop = asyncio.get_running_loop()
+            for _ in range(600):
+                s = socket.socket()
+                s.setblocking(False)
+                try:
+                    await loop.sock_connect(s, ("127.0.0.1", port))
+                except OSError:
+                    s.close()
+                    continue
+                sockets.append(s)
+            await asyncio.sleep(1.0)
+            for _ in range(5):
+                async with session.get(url + "/healthz", timeout=aiohttp.ClientTimeout(total=2)) as resp:
+                    assert resp.status == 200
+            async with session.post(
+                url + "/v1/chat/completions", json={"model": "m", "messages": []}
+            ) as resp:
+                assert resp.status == 200
+    finally:
+        for s in sockets:
+            s.close()
+        if proc.returncode is None:
+            proc.terminate()
+            await asyncio.wait_for(proc.wait(), 30)
+        await engine.close()
+    log = stderr.read_text()
+    assert "limits.max_connections=1024 does not fit the file-descriptor limit 256; using 16" in log
+    assert "Too many open files" not in log and len(log) < 20_000
