@@ -17,7 +17,7 @@ PLAYBOOKS := site.yml $(wildcard playbooks/*.yml)
 PYTEST_WORKERS ?= auto
 PYTEST_XDIST := -n $(PYTEST_WORKERS) --dist loadfile
 
-.PHONY: help setup setup-vllm prepare test check lint syntax pytest pytest-fast molecule images deps bench clean
+.PHONY: help setup setup-vllm prepare test check lint syntax pytest pytest-fast molecule images deps bench mutation clean
 
 help:
 	@echo "make setup     create .venv and install the pinned tool-chain (idempotent)"
@@ -25,6 +25,7 @@ help:
 	@echo "make check     fast inner loop: lint, syntax check, pytest without slow tests"
 	@echo "make molecule  molecule scenarios only, side by side (MOLECULE_SCENARIOS=default, MOLECULE_JOBS=1)"
 	@echo "make bench     benchmarks (print ratios against a baseline run alongside)"
+	@echo "make mutation  mutmut over the VRAM rule, planner, scheduler and manager (not in make test; MUTANTS='switcher.planner*' for a part)"
 
 setup: $(VENV)/.installed
 
@@ -78,4 +79,15 @@ bench: setup
 	@for b in $(wildcard bench/*/__main__.py); do d=$$(dirname "$$b"); echo "== $$d"; python -m "$${d//\//.}" --quick; done
 
 clean:
-	rm -rf .build .pytest_cache .ruff_cache
+	rm -rf .build .pytest_cache .ruff_cache mutants
+# Mutation testing ([tool.mutmut] in pyproject.toml). mutmut keeps its results in mutants/ and
+# re-tests only what changed; `rm -rf mutants` for a run from scratch. Fails on any surviving mutant
+# not listed with its reason in tests/switcher/mutation-equivalents.md.
+MUTANTS ?=
+MUTATION_CHILDREN ?= 2
+mutation: setup
+	@# Which tests cover which function is cached too: collect it again, the tests may have changed.
+	rm -f mutants/mutmut-stats.json
+	mutmut run --max-children $(MUTATION_CHILDREN) $(MUTANTS) | tail -n 5
+	python scripts/mutation_check.py tests/switcher/mutation-equivalents.md
+

@@ -133,8 +133,10 @@ def test_both_callers_accept_the_same_utilization_range(gpu_memory_utilization, 
     try:
         switcher_config(80, models, 1.0)
         switcher_valid = True
-    except ConfigError:
+    except ConfigError as exc:
         switcher_valid = False
+        # Refused for its range, by name (above 1 the share would also exceed the GPU, said later).
+        assert "gpu_memory_utilization: Value error, must be above 0 and at most 1" in str(exc)
     assert (ansible_valid, switcher_valid) == (valid, valid)
 
 
@@ -150,8 +152,9 @@ def test_both_callers_accept_the_same_utilization_range(gpu_memory_utilization, 
         (1.000001, 1.0, False),
     ],
 )
-def test_the_rule_itself(held, capacity, expected):
-    assert collection_vram.vram_fits(held, capacity) is expected
+@pytest.mark.parametrize("rule", [collection_vram, switcher_vram], ids=["collection", "switcher"])
+def test_the_rule_itself(rule, held, capacity, expected):
+    assert rule.vram_fits(held, capacity) is expected
 
 
 def test_the_switcher_runs_the_collections_file():
