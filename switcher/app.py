@@ -61,6 +61,7 @@ class Switcher:
                 await task
         self._tasks = []
         await self.manager.stop()
+        self.proxy.close()
         for session in self._sessions:
             await session.close()
         self._sessions = []

@@ -11,15 +11,21 @@ from __future__ import annotations
 
 import asyncio
 import json
+import operator
 import re
 from collections import deque
+from itertools import accumulate, count
 
-# A JSON string (escapes included) or a bracket; everything else between them is skipped.
-_TOKEN = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]')
+# A JSON string (escapes included), or a stretch of anything else up to the next string.
+_PIECE = re.compile(rb'("[^"\\]*(?:\\.[^"\\]*)*")|[^"\[\]{}]+|([^"]+)')
+_WHITESPACE = b" \t\r\n"
+# Bracket steps for the depth count: translate() maps an opening bracket to 2 and a closing one to
+# 0 and drops every other byte, so depth after k brackets is start + (sum of steps) - k.
+_STEP = bytes.maketrans(b"{[}]", b"\x02\x02\x00\x00")
+_NOT_BRACKET = bytes(b for b in range(256) if b not in b"{[}]")
 _STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
 _COLON = re.compile(rb"[ \t\r\n]*:[ \t\r\n]*")
 _SPACE = re.compile(rb"[ \t\r\n]*")
-_OPEN = frozenset(b"[{")
 _QUOTE = ord('"')
 # The longest spelling of a key that can decode to "model" (every letter as \uXXXX).
 _LONGEST_MODEL_KEY = 2 + 6 * len("model")
@@ -36,41 +42,88 @@ class BodyError(Exception):
         self.param = param
 
 
-def find_model(body: bytes | bytearray, max_depth: int) -> tuple[object, tuple[int, int]]:
+def find_model(
+    body: bytes | bytearray, max_depth: int, max_elements: int = 100_000
+) -> tuple[object, tuple[int, int]]:
     """The top-level ``model`` value and the byte span of its JSON text.
 
     Raises ``BodyError`` (400) when the body is not a JSON object, nests deeper than ``max_depth``,
-    has no ``model``, or has it twice (the switcher and the engine could read different ones).
+    has more than ``max_elements`` strings, objects and arrays, has no ``model``, or has it twice
+    (the switcher and the engine could read different ones).
     """
     start = _SPACE.match(body).end()
     if start >= len(body) or body[start] != ord("{"):
         raise BodyError(400, "the request body must be a JSON object", "invalid_json")
+    # Counted at C speed first, so the scan below (Python per element) has a bounded cost.
+    skeleton, strings = _STRING.subn(b"", body)
+    elements = strings + skeleton.count(b"{") + skeleton.count(b"[")
+    del skeleton
+    if elements > max_elements:
+        raise BodyError(
+            400,
+            f"the request body has more than {max_elements} JSON strings, objects and arrays",
+            "invalid_json",
+        )
     depth = 0
+    ended = False
     found: tuple[object, tuple[int, int]] | None = None
-    end = None
-    for token in _TOKEN.finditer(body, start):
-        first = body[token.start()]
-        if first == _QUOTE:
+    for token in _PIECE.finditer(body, start):
+        kind = token.lastindex
+        if kind is None:  # no string and no bracket: commas, colons, numbers, literals, spaces
+            if ended and token.group().strip(_WHITESPACE):
+                raise _invalid()
+            continue
+        if kind == 1:
+            if ended:
+                raise _invalid()
             if depth == 1 and token.end() - token.start() <= _LONGEST_MODEL_KEY:
                 colon = _COLON.match(body, token.end())
                 if colon is not None and _key(body, token.start(), token.end()) == "model":
                     if found is not None:
                         raise BodyError(400, "the request body has `model` twice", "invalid_json", "model")
                     found = _value(body, colon.end())
-        elif first in _OPEN:
-            depth += 1
-            if depth > max_depth:
-                raise BodyError(400, f"the request body nests deeper than {max_depth} levels", "invalid_json")
-        else:
-            depth -= 1
-            if depth == 0:
-                end = token.end()
-                break
-    if end is None or _SPACE.match(body, end).end() != len(body):
-        raise BodyError(400, "the request body is not valid JSON", "invalid_json")
+            continue
+        piece = token.group()
+        if ended:
+            if piece.strip(_WHITESPACE):
+                raise _invalid()
+            continue
+        depth, ended = _walk(piece, depth, max_depth)
+    if not ended:
+        raise _invalid()
     if found is None:
         raise BodyError(400, "you must provide a `model` parameter", "missing_model", "model")
     return found
+
+
+def _walk(piece: bytes, depth: int, max_depth: int) -> tuple[int, bool]:
+    """Depth after a stretch of JSON between two strings; True if the top-level object ends in it.
+
+    Counted with C-level primitives (no Python loop per bracket), so a body of millions of
+    brackets costs about what reading it does.
+    """
+    opens = piece.count(b"{") + piece.count(b"[")
+    closes = piece.count(b"}") + piece.count(b"]")
+    if depth + opens <= max_depth and closes < depth:
+        return depth + opens - closes, False  # cannot get too deep, cannot end here
+    steps = piece.translate(_STEP, _NOT_BRACKET)  # an opening bracket 2, a closing one 0
+    if max(map(operator.sub, accumulate(steps), count(1))) + depth > max_depth:
+        raise BodyError(400, f"the request body nests deeper than {max_depth} levels", "invalid_json")
+    lowest = min(map(operator.sub, accumulate(steps), count(1))) + depth
+    if lowest < 0:
+        raise _invalid()
+    if lowest > 0:
+        return depth + opens - closes, False
+    # The object ends here: at the last bracket of this stretch, with only whitespace after it.
+    last = operator.indexOf(map(operator.sub, accumulate(steps), count(1)), -depth)
+    after = max(piece.rfind(b"}"), piece.rfind(b"]")) + 1
+    if last != len(steps) - 1 or piece[after:].strip(_WHITESPACE):
+        raise _invalid()
+    return 0, True
+
+
+def _invalid() -> BodyError:
+    return BodyError(400, "the request body is not valid JSON", "invalid_json")
 
 
 def _key(body: bytes | bytearray, start: int, end: int) -> str | None:

@@ -113,6 +113,7 @@ class Limits(_Strict):
     max_body_bytes: int = Field(4 * MiB, ge=1024)
     max_buffered_body_bytes: int = Field(64 * MiB, ge=1024)
     max_json_depth: int = Field(64, ge=2, le=512)
+    max_json_elements: int = Field(100_000, ge=16)
     header_timeout_seconds: PositiveSeconds = 10.0
     body_timeout_seconds: PositiveSeconds = 60.0
     idle_timeout_seconds: PositiveSeconds = 75.0

@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import aiohttp
 from aiohttp import web
@@ -107,10 +108,15 @@ class Proxy:
         self.metrics = metrics
         self.limits = limits or Limits()
         self.budget = ByteBudget(self.limits.max_buffered_body_bytes)
+        # One thread scans large bodies, so they take at most one core's share between them.
+        self._scanner = ThreadPoolExecutor(1, thread_name_prefix="switcher-body-scan")
         self.session: aiohttp.ClientSession | None = None  # set when the app starts
         # In-flight forwards by model, so a drain that gives up can end them (see _watch_drains).
         self._forwards: dict[str, dict[asyncio.Task, _Exchange]] = {name: {} for name in manager.models}
         self._drain_started: dict[str, float] = {}
+
+    def close(self) -> None:
+        self._scanner.shutdown(wait=False, cancel_futures=True)
 
     def _count(self, ex: _Exchange, code: int) -> None:
         if not ex.counted:
@@ -167,10 +173,13 @@ class Proxy:
             except _TooLarge:
                 return self._too_large(request, ex)
             try:
+                scan = (body, limits.max_json_depth, limits.max_json_elements)
                 if len(body) > _SCAN_INLINE_BYTES:
-                    name, span = await asyncio.to_thread(find_model, body, limits.max_json_depth)
+                    name, span = await asyncio.get_running_loop().run_in_executor(
+                        self._scanner, find_model, *scan
+                    )
                 else:
-                    name, span = find_model(body, limits.max_json_depth)
+                    name, span = find_model(*scan)
             except BodyError as exc:
                 self._count(ex, exc.status)
                 return openai_error(exc.status, exc.message, "invalid_request_error", exc.code, exc.param)
