@@ -1,0 +1,256 @@
+"""The gateway end to end with real clients: the openai and anthropic SDKs -> the real LiteLLM proxy
+(config rendered by the role, PostgreSQL behind it) -> the real switcher -> vLLM stand-ins.
+
+One stack for the whole module (LiteLLM takes 20-60 s to start here); the tests run in file order
+and each makes its own virtual key, so none depends on another's traffic except the metrics test,
+which comes last on purpose (it checks the failure counters the earlier tests produced).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import anthropic
+import httpx
+import openai
+import pytest
+from k3sllm_testlib import REPO
+from observability.promql import metric_names
+
+pytestmark = [pytest.mark.slow]
+
+# A tool as Claude Code declares them (name, description, JSON schema of its input).
+READ_TOOL = {
+    "name": "Read",
+    "description": "Reads a file from the local filesystem.",
+    "input_schema": {
+        "type": "object",
+        "properties": {"file_path": {"type": "string", "description": "The absolute path to the file"}},
+        "required": ["file_path"],
+    },
+}
+SYSTEM_PROMPT = "You are Claude Code, Anthropic's official CLI for Claude. Answer briefly."
+
+
+def _openai(stack, key: str) -> openai.OpenAI:
+    # max_retries=0: a refused request must show up as refused, not be retried into a pass.
+    return openai.OpenAI(base_url=stack.url + "/v1", api_key=key, max_retries=0, timeout=120)
+
+
+def _anthropic(stack, key: str) -> anthropic.Anthropic:
+    # The way Claude Code is pointed at the gateway: ANTHROPIC_BASE_URL and a virtual key as token.
+    return anthropic.Anthropic(base_url=stack.url, auth_token=key, max_retries=0, timeout=120)
+
+
+def _alias_of(stack, model: str) -> str:
+    """A claude-* alias the catalog routes to ``model``."""
+    for entry in stack.config["model_list"]:
+        if entry["model_name"].startswith("claude-") and entry["litellm_params"]["model"].endswith(
+            "/" + model
+        ):
+            return entry["model_name"]
+    raise AssertionError(f"the catalog has no claude-* alias for {model}")
+
+
+def _chat(client: openai.OpenAI, model: str, max_tokens: int = 5):
+    return client.chat.completions.create(
+        model=model, messages=[{"role": "user", "content": "hi"}], max_tokens=max_tokens
+    )
+
+
+def test_rendered_config_is_what_runs(litellm_stack):
+    """The running config is the rendered one, but for api_base (and the stand-in's prices)."""
+    rendered = litellm_stack.rendered_config
+    running = litellm_stack.config
+    assert [e["model_name"] for e in running["model_list"]] == [
+        e["model_name"] for e in rendered["model_list"]
+    ]
+    for ours, theirs in zip(running["model_list"], rendered["model_list"], strict=True):
+        assert ours["litellm_params"] == {
+            **theirs["litellm_params"],
+            "api_base": litellm_stack.switcher_url + "/v1",
+        }
+    for section in ("litellm_settings", "general_settings", "router_settings"):
+        assert running[section] == rendered[section]
+
+
+def test_openai_chat_plain_and_streamed(litellm_stack):
+    key = litellm_stack.new_key(key_alias="chat")
+    client = _openai(litellm_stack, key)
+    model = litellm_stack.models[0]
+
+    answer = _chat(client, model, max_tokens=5)
+    # The stand-in prefixes every answer with the engine that produced it.
+    assert answer.choices[0].message.content.startswith(f"[{model}] tok0")
+    assert answer.usage.completion_tokens == 5
+    assert answer.choices[0].finish_reason == "length"
+
+    stream = client.chat.completions.create(
+        model=model,
+        messages=[{"role": "user", "content": "hi"}],
+        max_tokens=8,
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    chunks = list(stream)
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text.startswith(f"[{model}] tok0") and "tok7" in text
+    assert len([c for c in chunks if c.choices and c.choices[0].delta.content]) >= 8
+    # The stand-in streams no usage; LiteLLM counts the streamed text itself (one usage chunk).
+    usage = [c.usage for c in chunks if c.usage]
+    assert len(usage) == 1 and usage[0].completion_tokens >= 8
+
+
+def test_anthropic_messages_as_claude_code_sends_them(litellm_stack):
+    """/v1/messages with a system prompt and a tool, model named by a claude-* alias; plain and streamed."""
+    key = litellm_stack.new_key(key_alias="claude-code")
+    client = _anthropic(litellm_stack, key)
+    model = litellm_stack.models[0]
+    alias = _alias_of(litellm_stack, model)
+
+    message = client.messages.create(
+        model=alias,
+        max_tokens=6,
+        system=SYSTEM_PROMPT,
+        tools=[READ_TOOL],
+        messages=[{"role": "user", "content": "What is in README.md?"}],
+    )
+    assert message.type == "message" and message.role == "assistant"
+    assert message.content[0].type == "text"
+    assert message.content[0].text.startswith(f"[{model}] tok0")
+    assert message.stop_reason == "max_tokens"
+    assert message.usage.output_tokens == 6
+
+    with client.messages.stream(
+        model=alias,
+        max_tokens=6,
+        system=SYSTEM_PROMPT,
+        tools=[READ_TOOL],
+        messages=[{"role": "user", "content": "What is in README.md?"}],
+    ) as stream:
+        deltas = [
+            e.delta.text for e in stream if e.type == "content_block_delta" and e.delta.type == "text_delta"
+        ]
+        final = stream.get_final_message()
+    assert "".join(deltas).startswith(f"[{model}] tok0")
+    assert len(deltas) >= 6
+    assert final.stop_reason == "max_tokens"
+
+    # What reached the engine: the system prompt and the tool, in OpenAI form, on chat completions.
+    engine = litellm_stack.cluster.engines[model]
+    sent = json.loads(engine.last_raw_body)
+    assert sent["messages"][0] == {"role": "system", "content": SYSTEM_PROMPT}
+    assert [t["function"]["name"] for t in sent["tools"]] == ["Read"]
+
+
+def test_sleeping_model_is_woken_through_the_gateway(litellm_stack):
+    cluster = litellm_stack.cluster
+    asleep = [m for m in litellm_stack.models if cluster.state(m) == "sleeping"]
+    assert asleep, f"no sleeping model to switch to: {[(m, cluster.state(m)) for m in litellm_stack.models]}"
+    target = asleep[0]
+    awake = [m for m in litellm_stack.models if cluster.state(m) == "awake"]
+    key = litellm_stack.new_key(key_alias="switch")
+
+    answer = _chat(_openai(litellm_stack, key), _alias_of(litellm_stack, target), max_tokens=3)
+
+    assert answer.choices[0].message.content.startswith(f"[{target}] ")
+    assert cluster.state(target) == "awake"
+    assert all(cluster.state(m) == "sleeping" for m in awake)
+    assert cluster.metric("k3sllm_switcher_switches_total", model=target, outcome="success") >= 1
+    cluster.assert_gpu_safe()
+
+
+def test_wrong_key_is_refused(litellm_stack):
+    client = _openai(litellm_stack, "sk-not-a-key-of-this-gateway")
+    with pytest.raises(openai.AuthenticationError) as refused:
+        _chat(client, litellm_stack.models[0])
+    assert refused.value.status_code == 401
+    with pytest.raises(anthropic.AuthenticationError):
+        _anthropic(litellm_stack, "sk-not-a-key-of-this-gateway").messages.create(
+            model=_alias_of(litellm_stack, litellm_stack.models[0]),
+            max_tokens=3,
+            messages=[{"role": "user", "content": "hi"}],
+        )
+
+
+def test_blocked_key_is_refused_and_unblocked_key_works(litellm_stack):
+    key = litellm_stack.new_key(key_alias="to-block")
+    client = _openai(litellm_stack, key)
+    model = litellm_stack.models[0]
+    assert _chat(client, model).choices[0].message.content
+
+    resp = litellm_stack.admin("POST", "/key/block", json={"key": key})
+    assert resp.status_code == 200, resp.text
+    with pytest.raises(openai.AuthenticationError) as refused:
+        _chat(client, model)
+    assert refused.value.status_code == 401
+    assert "blocked" in str(refused.value).lower()
+
+    resp = litellm_stack.admin("POST", "/key/unblock", json={"key": key})
+    assert resp.status_code == 200, resp.text
+    assert _chat(client, model).choices[0].message.content
+
+
+def _recorded_spend(stack, key_alias: str) -> float:
+    value = stack.pg.psql(f"SELECT spend FROM \"LiteLLM_VerificationToken\" WHERE key_alias = '{key_alias}'")
+    return float(value or 0)
+
+
+def test_key_over_budget_is_refused_once_spend_is_recorded(litellm_stack):
+    """Spend is written to PostgreSQL in batches (seconds to a minute after the calls); once it passes
+    the key's budget, the key is refused with LiteLLM's 422 budget_exceeded."""
+    budget = 0.02  # two answers of 10 tokens at the test prices (conftest.TEST_PRICES)
+    key = litellm_stack.new_key(key_alias="budget", max_budget=budget)
+    client = _openai(litellm_stack, key)
+    model = litellm_stack.models[0]
+    for _ in range(3):
+        _chat(client, model, max_tokens=10)
+
+    deadline = time.monotonic() + 120
+    while (spend := _recorded_spend(litellm_stack, "budget")) <= budget:
+        assert time.monotonic() < deadline, f"spend {spend} not recorded past {budget} in PostgreSQL"
+        time.sleep(2)
+    logs = litellm_stack.pg.psql(
+        'SELECT count(*) FROM "LiteLLM_SpendLogs" s JOIN "LiteLLM_VerificationToken" t ON s.api_key = t.token '
+        "WHERE t.key_alias = 'budget'"
+    )
+    assert int(logs) == 3  # one row per call: the stand-in's completion ids are unique
+
+    with pytest.raises(openai.APIStatusError) as refused:
+        _chat(client, model)
+    assert "budget" in str(refused.value).lower()
+    assert refused.value.status_code == 422
+
+
+def test_rpm_limit_is_enforced(litellm_stack):
+    key = litellm_stack.new_key(key_alias="rpm", rpm_limit=2)
+    client = _openai(litellm_stack, key)
+    model = litellm_stack.models[0]
+    for _ in range(2):
+        assert _chat(client, model).choices[0].message.content
+    with pytest.raises(openai.RateLimitError) as limited:
+        _chat(client, model)
+    assert limited.value.status_code == 429
+
+
+def test_metrics_carry_what_the_gateway_dashboard_charts(litellm_stack):
+    """/metrics (no key: Prometheus scrapes it inside the cluster) exposes every litellm_* series the
+    gateway dashboard queries, filled by the traffic of the tests above."""
+    board = json.loads((REPO / "files" / "dashboards" / "gateway.json").read_text())
+    charted = set()
+    stack_panels = list(board.get("panels", []))
+    while stack_panels:
+        panel = stack_panels.pop()
+        stack_panels.extend(panel.get("panels", []))
+        for target in panel.get("targets", []):
+            charted |= {n for n in metric_names(target.get("expr", "")) if n.startswith("litellm_")}
+    assert charted, "the gateway dashboard charts no litellm_* metric"
+
+    resp = httpx.get(litellm_stack.url + "/metrics/", timeout=30, follow_redirects=True)
+    assert resp.status_code == 200
+    exported = {
+        line.split("{")[0].split(" ")[0] for line in resp.text.splitlines() if line and line[0] != "#"
+    }
+    missing = sorted(charted - exported)
+    assert not missing, f"charted but not exported after traffic: {missing}"
