@@ -175,36 +175,40 @@ def decide(models: list[ModelView], rules: Rules, now: float) -> Decision:
     if now - first_arrival < rules.batch_window:
         return Decision(recheck_at=first_arrival + rules.batch_window, why="batch window")
     by_name = {m.name: m for m in models}
-    everyone = holders(models, rules, now, protect=False)
     protected = holders(models, rules, now)
-    ranked: list[tuple[tuple, ModelView, float]] = []
-    for m in candidates:
-        plan = plan_room(m.name, everyone, rules.capacity, now)
-        cost = m.wake_cost + sum(by_name[v].sleep_cost for v in plan.victims)
-        overdue = now - min(m.waiting) >= rules.starvation_age
-        key = (
-            0 if overdue else 1,
-            min(m.waiting) if overdue else -score(m, cost, now),
+    plans = {m.name: plan_room(m.name, protected, rules.capacity, now) for m in candidates}
+
+    def cost(m: ModelView) -> float:
+        # Only a plan that can go now is compared by score, so its victims are the real ones.
+        return m.wake_cost + sum(by_name[v].sleep_cost for v in plans[m.name].victims)
+
+    def overdue(m: ModelView) -> bool:
+        return now - min(m.waiting) >= rules.starvation_age
+
+    def rank(m: ModelView) -> tuple:
+        late = overdue(m)
+        return (
+            not late,
+            min(m.waiting) if late else -score(m, cost(m), now),
             -m.priority,
             min(m.waiting),
             m.name,
         )
-        ranked.append((key, m, cost))
-    ranked.sort(key=lambda item: item[0])
+
     recheck: float | None = None
     blocked: str | None = None
-    for key, m, cost in ranked:
-        plan = plan_room(m.name, protected, rules.capacity, now)
+    for m in sorted(candidates, key=rank):
+        plan = plans[m.name]
         if plan.impossible is None and plan.wait_until is None:
             why = (
                 f"{len(m.waiting)} waiting, {waited_seconds(m, now):.3g} s waited, switch cost "
-                f"{cost:.3g} s" + (", overdue" if key[0] == 0 else "")
+                f"{cost(m):.3g} s" + (", overdue" if overdue(m) else "")
             )
             return Decision(target=m.name, victims=plan.victims, why=why)
         if plan.impossible is not None:
             blocked = blocked or plan.impossible
-        elif recheck is None or plan.wait_until < recheck:
-            recheck = plan.wait_until
-        if key[0] == 0:
+        else:
+            recheck = plan.wait_until  # the earliest end of a slice or grace: one time for every candidate
+        if overdue(m):
             break  # an overdue model goes first: nothing else may take the room it waits for
     return Decision(recheck_at=recheck, blocked=blocked, why="waiting for a slice or grace to end")

@@ -327,13 +327,17 @@ def test_overdue_request_goes_first_whatever_the_scores():
 
 
 def test_overdue_requests_go_oldest_first():
+    # b's three 40 s requests outscore c's one 50 s request (120 against 50 request-seconds), but both
+    # are overdue (30 s): the oldest request goes first, whatever the scores
     models = [
         view("a", awake=True),
-        view("b", waiting=(50.0,)),
-        view("c", waiting=(40.0,)),
+        view("b", waiting=(60.0,) * 3),
+        view("c", waiting=(50.0,)),
         view("d", waiting=(99.0,) * 50),
     ]
     assert decide(models, Rules(capacity=1, starvation_age=30), 100.0).target == "c"
+    assert decide(models, Rules(capacity=1, starvation_age=45), 100.0).target == "c"  # only c overdue
+    assert decide(models, Rules(capacity=1), 100.0).target == "b"
 
 
 def test_overdue_model_waiting_for_a_slice_keeps_others_from_jumping_ahead():
@@ -487,3 +491,56 @@ async def test_manager_rules_come_from_the_policy():
     )
     exclusive = parse_config({"models": [{"name": "a", "base_url": "http://a"}]})
     assert Manager(exclusive, Metrics()).rules.capacity == 1.0
+
+
+async def test_manager_snapshot_is_what_the_policy_sees():
+    import asyncio
+
+    from switcher.config import parse_config
+    from switcher.manager import Manager, ModelState, Waiter
+    from switcher.metrics import Metrics
+
+    names = ["awake", "asleep", "failed", "cordoned", "blocked", "cold"]
+    models = [
+        {"name": n, "base_url": f"http://{n}", "vram_gib": 10, "priority": i} for i, n in enumerate(names)
+    ]
+    config = parse_config({"models": models, "policy": {"gpu_total_vram_gib": 80}})
+    manager = Manager(config, Metrics())
+    m = manager.models
+    for name, state in [
+        ("awake", ModelState.AWAKE),
+        ("asleep", ModelState.SLEEPING),
+        ("failed", ModelState.FAILED),
+        ("cordoned", ModelState.SLEEPING),
+        ("blocked", ModelState.SLEEPING),
+    ]:
+        m[name].state = state
+    m["cordoned"].cordoned = True
+    m["blocked"].blocked_until = 1000.0
+    m["failed"].blocked_until = 99.0
+    m["awake"].use, m["awake"].inflight, m["awake"].awake_since, m["awake"].last_used = 10.0, 2, 5.0, 7.0
+    m["asleep"].sleep_seconds, m["asleep"].wake_seconds = 0.4, 0.6
+    loop = asyncio.get_running_loop()
+    done = loop.create_future()
+    done.set_result(None)
+    m["asleep"].queue.extend(
+        [Waiter(loop.create_future(), 3.0), Waiter(done, 4.0), Waiter(loop.create_future(), 6.0)]
+    )
+    snap = {v.name: v for v in manager._snapshot(100.0)}
+    assert {n: snap[n].awake for n in names} == {n: n == "awake" for n in names}
+    assert {n for n in names if snap[n].wakeable} == {"asleep", "failed"}
+    assert manager._snapshot(98.9)[2].wakeable is False  # failed, still in its back-off
+    a = snap["awake"]
+    assert (a.use, a.share, a.residual, a.inflight, a.awake_since, a.last_used, a.priority) == (
+        10,
+        10,
+        1,
+        2,
+        5,
+        7,
+        0,
+    )
+    s = snap["asleep"]
+    assert s.waiting == (3.0, 6.0)  # an admitted (done) waiter no longer waits
+    assert (s.sleep_cost, s.wake_cost, s.priority) == (0.4, 0.6, 1)
+    assert (a.sleep_cost, a.wake_cost) == (PRIOR_SLEEP_SECONDS, PRIOR_WAKE_SECONDS)
