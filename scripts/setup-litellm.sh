@@ -68,6 +68,13 @@ install() {
 
 if [[ $(cat "$venv_stamp" 2>/dev/null) != "$want_venv" ]]; then
   started=$(date +%s)
+  # Resolve first, so a version the package index cannot serve leaves a working venv in place.
+  if ! "$PYTHON" -m pip install --dry-run --ignore-installed -q --disable-pip-version-check \
+    "litellm[proxy]==$litellm_version" "prisma==$PRISMA_CLIENT_PY" prometheus_client >/dev/null; then
+    echo "setup-litellm: litellm[proxy]==$litellm_version (litellm_version in roles/litellm/defaults/main.yml)" \
+      "cannot be installed from this package index; $VENV left as it was" >&2
+    exit 1
+  fi
   rm -rf "$VENV"
   install
   echo "$want_venv" >"$venv_stamp"
