@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from switcher.manager import backoff_seconds
 from switcher.planner import Holder, fits, plan_room
 
@@ -81,3 +83,54 @@ def test_models_without_demand_are_evicted_before_busy_ones():
         target,
     ]
     assert plan_room("t", holders, capacity=80, now=10).victims == ("busy",)
+
+
+def test_impossible_counts_what_sleeping_keeps():
+    # boot (30, not evictable) + a (50 awake, keeps 1 asleep) + t's residual 1 = 81 of 80: sleeping a
+    # frees 49, t needs 49 more: 81 - 49 + 49 = 81 > 80
+    holders = [holder("boot", 30, 30, awake=False), holder("a", 50, 50), holder("t", 1, 50, awake=False)]
+    plan = plan_room("t", holders, capacity=80, now=0)
+    assert plan.impossible == (
+        "t needs 49 more but only -1 is free and putting every awake model to sleep frees 49 (capacity 80)"
+    )
+    holders[0] = holder("boot", 29, 29, awake=False)
+    assert plan_room("t", holders, capacity=80, now=0).victims == ("a",)
+
+
+def test_a_protected_model_is_skipped_not_the_end_of_the_search():
+    # p comes first (lower priority) but is protected until 20: q, evictable, is chosen instead
+    holders = [
+        holder("p", 30, 30, evictable_at=20.0),
+        holder("q", 30, 30, priority=1),
+        holder("t", 1, 30, awake=False),
+    ]
+    assert plan_room("t", holders, capacity=80, now=10).victims == ("q",)
+
+
+def test_each_victim_frees_its_share_less_what_it_keeps_asleep():
+    # 40 used, t needs 35 of 55: sleeping a frees 19 (56 > 55), so b must sleep too
+    holders = [
+        holder("a", 20, 20, last_used=1),
+        holder("b", 20, 20, last_used=2),
+        holder("t", 0, 35, awake=False),
+    ]
+    assert plan_room("t", holders, capacity=55, now=5).victims == ("a", "b")
+    assert plan_room("t", holders, capacity=56, now=5).victims == ("a",)
+
+
+def test_wait_until_is_the_earliest_protection_still_running():
+    # x (evictable now) is not enough; y is protected until 20: wait until 20, not until now
+    holders = [
+        holder("x", 20, 20, evictable_at=10.0, last_used=1),
+        holder("y", 20, 20, evictable_at=20.0, last_used=2),
+        holder("t", 0, 35, awake=False),
+    ]
+    plan = plan_room("t", holders, capacity=45, now=10)
+    assert plan.victims == () and plan.wait_until == 20.0
+
+
+@pytest.mark.parametrize(("capacity", "expected"), [(80, True), (79, False)])
+def test_fits_counts_only_what_waking_adds(capacity, expected):
+    # 40 + t's residual 1 held; waking t adds 40 - 1: 80 in all
+    holders = [holder("a", 40, 40), holder("t", 1, 40, awake=False)]
+    assert fits("t", holders, capacity) is expected
