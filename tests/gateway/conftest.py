@@ -52,7 +52,8 @@ from switcher.config import parse_config
 # token), so without them every spend would be 0 and no budget could ever run out; the budget tests
 # need a price, and this is the one thing besides api_base that differs from the rendered config.
 TEST_PRICES = {"input_cost_per_token": 0.0001, "output_cost_per_token": 0.001}
-STACK_TIMEOUT = 900  # seconds for a module's first test: render (shared), PostgreSQL, migrations, LiteLLM
+# Seconds for a module's first test: the renders (shared, minutes each), PostgreSQL, LiteLLM.
+STACK_TIMEOUT = 2400
 
 
 def require_litellm() -> None:

@@ -24,7 +24,7 @@ from gateway.test_gateway import READ_TOOL, SYSTEM_PROMPT
 from k3sllm_testlib import real_vllm
 from k3sllm_testlib.gateway import rendered_litellm_config
 
-pytestmark = [pytest.mark.realvllm, pytest.mark.slow, pytest.mark.timeout(1200)]
+pytestmark = [pytest.mark.realvllm, pytest.mark.slow, pytest.mark.timeout(2400)]
 
 
 def _rendered_tool_args(render_dir, model: str) -> list[str]:
