@@ -256,3 +256,22 @@ async def test_batch_window_lets_the_higher_priority_model_go_first(make_cluster
     assert (rb.model, rc.model) == ("b", "c")
     assert c.manager.models["c"].awake_since < c.manager.models["b"].awake_since
     c.assert_gpu_safe()
+
+
+async def test_a_failed_over_capacity_sleep_keeps_serving_and_is_retried(make_cluster):
+    c = await make_cluster(AB, start_engines=False, gpu_gib=20, policy={"sleep_timeout_seconds": 0.3})
+    for engine in c.engines.values():
+        engine.faults.hang_sleep = True
+        await engine.start()  # both come up awake behind the switcher's back
+    models = c.manager.models.values()
+    await wait_until(lambda: any(m.last_error for m in models), what="a sleep to fail")
+    assert [c.state("a"), c.state("b")] == ["awake", "awake"]  # the engine is still awake: it keeps serving
+    assert (await c.request("a")).status == 200 and (await c.request("b")).status == 200
+    for engine in c.engines.values():
+        engine.faults.hang_sleep = False
+    await wait_until(
+        lambda: sorted([c.state("a"), c.state("b")]) == ["awake", "sleeping"], what="a retried sleep"
+    )
+    slept = "a" if c.state("a") == "sleeping" else "b"
+    assert c.metric("k3sllm_switcher_sleeps_total", model=slept, reason="over_capacity") == 1
+    c.assert_gpu_safe()
