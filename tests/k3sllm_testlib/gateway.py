@@ -267,6 +267,7 @@ class LiteLLM:
     process: subprocess.Popen | None = None
     master_key: str = MASTER_KEY
     starts: int = 0
+    extra_args: tuple[str, ...] = ()
 
     @property
     def url(self) -> str:
@@ -316,6 +317,7 @@ class LiteLLM:
                     str(self.port),
                     "--num_workers",
                     str(self.workers),
+                    *self.extra_args,
                 ],
                 cwd=self.folder,
                 env=self.env(),
