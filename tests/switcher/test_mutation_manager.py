@@ -9,6 +9,7 @@ import math
 import time
 
 from standins.vllm_cluster import wait_until
+from standins.vllm_engine import Timings
 
 AB = [{"name": "a"}, {"name": "b"}]
 
@@ -92,3 +93,101 @@ async def test_an_awake_by_default_model_that_does_not_fit_is_left_asleep(make_c
         await asyncio.sleep(0.05)
     assert (await c.request("b")).model == "b"  # on demand it still takes the GPU
     c.assert_gpu_safe()
+
+
+async def test_a_failed_wake_wakes_its_victims_again_at_once(make_cluster):
+    c = await make_cluster(AB)
+    c.engines["b"].faults.fail_wakes = 1
+    assert (await c.request("b")).status == 503
+    # Rolled back by the switcher itself, before anyone asks for a again.
+    await wait_until(lambda: c.state("a") == "awake", within=1, what="a woken again")
+    assert c.engines["a"].state == "awake"
+    assert c.engines["a"].stats.wakes == [None]
+    c.assert_gpu_safe()
+
+
+async def test_a_victim_that_cannot_be_woken_back_is_backed_off_too(make_cluster):
+    c = await make_cluster(
+        AB, policy={"retry_backoff_initial_seconds": 5.0, "retry_backoff_max_seconds": 5.0}
+    )
+    c.engines["b"].faults.fail_wakes = 1
+    c.engines["a"].faults.fail_wakes = 1
+    assert (await c.request("b")).status == 503
+    a = c.manager.models["a"]
+    await wait_until(lambda: c.state("a") == "failed", within=1, what="a's failed wake back")
+    assert a.failures == 1 and "wake failed" in a.last_error
+    r = await c.request("a")
+    assert r.status == 503 and r.body["error"]["message"] == "model a is unavailable: wake failed"
+
+
+async def test_failures_count_up_and_double_the_back_off(make_cluster):
+    c = await make_cluster(
+        AB, policy={"retry_backoff_initial_seconds": 0.2, "retry_backoff_max_seconds": 5.0}
+    )
+    b = c.manager.models["b"]
+    c.engines["b"].faults.fail_wakes = 2
+    assert (await c.request("b")).status == 503
+    assert b.failures == 1 and 0.1 < b.blocked_until - time.monotonic() <= 0.2
+    await wait_until(lambda: time.monotonic() >= b.blocked_until, what="the first back-off to end")
+    assert (await c.request("b")).status == 503
+    assert b.failures == 2 and 0.3 < b.blocked_until - time.monotonic() <= 0.4
+    await wait_until(lambda: time.monotonic() >= b.blocked_until, what="the second back-off to end")
+    assert (await c.request("b")).model == "b" and b.failures == 0
+
+
+async def test_an_engine_error_is_probed_at_once_not_at_the_next_poll(make_cluster):
+    c = await make_cluster(AB, policy={"health_interval_seconds": 30})
+    await c.engines["b"].kill()
+    c.manager.report_engine_error(c.manager.models["b"])
+    await wait_until(lambda: c.state("b") == "cold", within=2, what="b probed after the reported error")
+
+
+async def test_engines_found_awake_over_capacity_are_slept_and_logged(make_cluster, caplog):
+    caplog.set_level("WARNING", logger="switcher")
+    c = await make_cluster(AB, awake=("a", "b"), gpu_gib=20)  # the switcher plans one at a time
+    await wait_until(lambda: sorted((c.state("a"), c.state("b"))) == ["awake", "sleeping"], what="one slept")
+    victim = "a" if c.state("a") == "sleeping" else "b"
+    assert c.metric("k3sllm_switcher_sleeps_total", model=victim, reason="over_capacity") == 1
+    assert f"putting {victim} to sleep: 2 held of 1: over capacity" in caplog.messages
+    c.assert_gpu_safe()
+
+
+async def test_a_failed_over_capacity_sleep_is_retried_after_the_back_off(make_cluster, caplog):
+    caplog.set_level("WARNING", logger="switcher")
+    c = await make_cluster(
+        AB,
+        awake=("a", "b"),
+        gpu_gib=20,
+        policy={
+            "sleep_timeout_seconds": 0.2,
+            "retry_backoff_initial_seconds": 1.5,
+            "retry_backoff_max_seconds": 2,
+        },
+    )
+    for engine in c.engines.values():
+        engine.faults.hang_sleep = True
+    await asyncio.sleep(1.0)
+    failed = [m for m in caplog.messages if m.startswith("could not get within capacity: ")]
+    assert len(failed) == 1, caplog.messages  # once, then it waits for the back-off
+    assert "sleep failed" in failed[0]
+    for engine in c.engines.values():
+        engine.faults.hang_sleep = False
+    await wait_until(lambda: "sleeping" in (c.state("a"), c.state("b")), within=3, what="the retry")
+
+
+async def test_idle_ttl_counts_from_the_last_request_and_respects_the_residency(make_cluster):
+    c = await make_cluster(
+        [{"name": "a", "idle_ttl_seconds": 0.3}, {"name": "b"}],
+        timings=Timings(token_s=0.1),
+        policy={"min_residency_seconds": 1.2},
+    )
+    a = c.manager.models["a"]
+    r = await c.request("a", stream=True, max_tokens=8)  # 0.8 s, longer than the TTL
+    assert r.status == 200
+    ended = time.monotonic()
+    assert c.state("a") == "awake"  # not slept during (or right after) a request longer than its TTL
+    # Idle for its TTL, but its residency (1.2 s from waking at start) holds it until then.
+    await wait_until(lambda: c.state("a") == "sleeping", within=3, what="a slept by its idle TTL")
+    slept = time.monotonic()
+    assert slept - ended >= 0.3 - 0.05 and slept - a.awake_since >= 1.2 - 0.05
+    assert c.metric("k3sllm_switcher_sleeps_total", model="a", reason="idle_ttl") == 1
