@@ -19,6 +19,7 @@ import yaml
 
 from standins.vllm_cluster import wait_until
 from standins.vllm_engine import Timings
+from switcher.config import Limits
 
 TWO = [
     {"name": "llama"},
@@ -352,3 +353,17 @@ async def test_stream_stuck_on_its_client_is_ended_when_the_drain_gives_up(make_
     await wait_until(lambda: llama.inflight == 0, within=10, what="the stuck stream to be ended")
     sock.close()
     c.assert_gpu_safe()
+
+
+# ---------------------------------------------------------------- the role exposes the limits
+
+
+def test_role_limits_match_the_switcher_config():
+    specs = yaml.safe_load((REPO / "roles/model_switcher/meta/argument_specs.yml").read_text())
+    options = specs["argument_specs"]["main"]["options"]["model_switcher_limits"]["options"]
+    assert set(options) == set(Limits.model_fields)
+    for name, option in options.items():
+        annotation = Limits.model_fields[name].annotation
+        assert option["type"] == ("int" if annotation is int else "float"), name
+    defaults = yaml.safe_load((REPO / "roles/model_switcher/defaults/main.yml").read_text())
+    assert Limits.model_validate(defaults["model_switcher_limits"]) == Limits()
