@@ -429,9 +429,11 @@ class KubeApiServer(ThreadingHTTPServer):
         nodes: tuple[str, ...] = ("llm",),
         gpus_per_node: int = 1,
         charts: tuple[str, ...] = (),
+        cpus_per_node: int = 16,
     ) -> None:
         """``nodes``: the cluster's nodes; ``gpus_per_node``: what the GPU Operator makes each advertise
-        (0: a node whose GPU never shows up); ``charts``: charts already installed (their CRDs exist)."""
+        (0: a node whose GPU never shows up); ``charts``: charts already installed (their CRDs exist);
+        ``cpus_per_node``: the cores each node reports, as the kubelet does in ``status.capacity``."""
         super().__init__((host, port), Handler)
         self.store = Store()
         self.gpus_per_node = gpus_per_node
@@ -442,7 +444,14 @@ class KubeApiServer(ThreadingHTTPServer):
         for name in nodes:
             labels = {"kubernetes.io/hostname": name, "node-role.kubernetes.io/control-plane": "true"}
             self.store.put(
-                node, {"metadata": {"name": name, "labels": labels}, "status": {"allocatable": {}}}
+                node,
+                {
+                    "metadata": {"name": name, "labels": labels},
+                    "status": {
+                        "allocatable": {"cpu": str(cpus_per_node)},
+                        "capacity": {"cpu": str(cpus_per_node)},
+                    },
+                },
             )
         for chart in charts:
             self.install_chart(chart, chart)
