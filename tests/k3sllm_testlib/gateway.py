@@ -268,6 +268,7 @@ class LiteLLM:
     master_key: str = MASTER_KEY
     starts: int = 0
     extra_args: tuple[str, ...] = ()
+    start_timeout: float = LITELLM_START_TIMEOUT
 
     @property
     def url(self) -> str:
@@ -325,7 +326,7 @@ class LiteLLM:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
-        self.wait_ready()
+        self.wait_ready(self.start_timeout)
 
     def wait_ready(self, timeout: float = LITELLM_START_TIMEOUT) -> None:
         """Until /health/readiness answers with the database connected."""
