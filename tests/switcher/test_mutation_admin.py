@@ -153,3 +153,48 @@ async def test_revoke_boot_answers_each_case(make_cluster):
     assert await c.manager.revoke_boot(b) == (False, "holds no boot grant and is not waiting for one")
     # With the grant gone, the awake-by-default set is restored and a serves again.
     assert (await c.request("a")).model == "a"
+
+
+async def test_requests_during_an_admin_sleep_wait_and_are_served_after_a_wake(make_cluster):
+    c = await make_cluster(AB, timings=Timings(token_s=0.05), admin_token="t")
+    stream = asyncio.create_task(c.request("a", stream=True, max_tokens=10))
+    await wait_until(lambda: c.manager.models["a"].inflight == 1, what="the stream to start")
+    sleeping = asyncio.create_task(c.manager.sleep(c.manager.models["a"]))
+    await wait_until(lambda: c.manager.models["a"].draining, what="a draining")
+    late = asyncio.create_task(c.request("a"))  # held while a drains and sleeps
+    assert await sleeping == (True, "sleeping")
+    assert (await stream).status == 200
+    r = await late
+    assert r.status == 200 and r.model == "a"
+    assert c.engines["a"].stats.sleeps == [1] and c.engines["a"].stats.wakes == [None]  # woken for it
+    c.assert_gpu_safe()  # nothing reached a while it slept
+
+
+async def test_a_failed_admin_sleep_keeps_serving(make_cluster):
+    c = await make_cluster(AB, timings=Timings(token_s=0.05), policy={"sleep_timeout_seconds": 0.3})
+    a = c.manager.models["a"]
+    c.engines["a"].faults.hang_sleep = True
+    stream = asyncio.create_task(c.request("a", stream=True, max_tokens=4))
+    await wait_until(lambda: a.inflight == 1, what="the stream to start")
+    sleeping = asyncio.create_task(c.manager.sleep(a))
+    await wait_until(lambda: a.draining, what="a draining")
+    late = asyncio.create_task(c.request("a"))
+    ok, message = await sleeping
+    assert not ok and message.startswith("sleep failed")
+    assert c.state("a") == "awake" and a.draining is False
+    assert c.manager.describe(a)["draining"] is False
+    assert (await stream).status == 200 and (await late).status == 200  # the waiter is released
+    assert (await c.request("a")).model == "a"
+
+
+async def test_a_boot_grant_that_times_out_holds_no_vram(make_cluster):
+    models = [{"name": "a", "vram": 6}, {"name": "b", "vram": 6}]
+    c = await make_cluster(models, coresidency=True, gpu_gib=10, policy={"boot_grant_timeout_seconds": 0.3})
+    await c.engines["b"].kill()
+    async with c.session.get(f"{c.url}/boot/b?wait=1") as resp:
+        assert resp.status == 200  # a (idle) was put to sleep for b's boot
+    await wait_until(lambda: c.state("b") == "failed", within=3, what="the grant to time out")
+    assert c.manager.models["b"].use == 0.0
+    r = await c.request("a")  # b's engine never came: its 6 GiB are not counted, a fits again
+    assert r.status == 200 and r.model == "a"
+    c.assert_gpu_safe()
