@@ -288,10 +288,10 @@ class GuardedSite(web.TCPSite):
         self._server = await loop.create_server(
             protocol, self._host, self._port, backlog=self._backlog, reuse_address=True
         )
-        if self._server.sockets:
-            self._bound_port = self._server.sockets[0].getsockname()[1]
-        else:
-            self._bound_port = self._port
+        if "_bound_port" in web.TCPSite.__slots__:  # aiohttp >= 3.11 reports the bound port
+            self._bound_port = (
+                self._server.sockets[0].getsockname()[1] if self._server.sockets else self._port
+            )
 
 
 class QuietServerLogs(logging.Filter):
