@@ -147,7 +147,10 @@ class Proxy:
             if reserved:
                 self.budget.release(reserved)
                 reserved = 0
-            body.clear()  # sent: free it now, not when a long stream ends
+            # Sent: free it now, not when a long stream ends (unless the transport still holds a
+            # view of it, as Python 3.12's selector transport may; then it goes with the handler).
+            with contextlib.suppress(BufferError):
+                body.clear()
 
         try:
             try:
