@@ -24,9 +24,9 @@ would exceed the GPU's capacity FAILS (the engine answers 500 "CUDA out of memor
 aborts), as a real GPU would, and the refusal is recorded. ``ledger.max_committed`` and
 ``ledger.refusals`` let tests assert that the GPU was never over-committed.
 
-Faults (``engine.faults``): fail the next N wakes, hang sleeps, wakes or ``/is_sleeping``, die mid-stream
-after N tokens
-(and optionally come back after a delay, like a restarted pod).
+Faults (``engine.faults``): fail the next N wakes, hang sleeps, wakes or ``/is_sleeping``, answer the
+next N ``/reset_prefix_cache`` with 200 ``{"success": false}`` (vLLM 0.32 while blocks are held), die
+mid-stream after N tokens (and optionally come back after a delay, like a restarted pod).
 
 Run it alone: ``python tests/standins/vllm_engine.py --engine a=8101:20 --engine b=8102:20
 --capacity 40 --token-s 0.005``.
