@@ -67,8 +67,8 @@ async def test_describe_reports_the_back_off_left(make_cluster):
     c.engines["b"].faults.fail_wakes = 1
     assert (await c.request("b")).status == 503
     b = c.manager.models["b"]
-    described = describe_at(c, "b", b.blocked_until - 2.00049)
-    assert described["retry_in_seconds"] == 2.0 and described["failures"] == 1
+    described = describe_at(c, "b", b.blocked_until - 2.45649)
+    assert described["retry_in_seconds"] == 2.456 and described["failures"] == 1
     assert described["state"] == "failed" and "injected wake failure" in described["last_error"]
     assert describe_at(c, "b", b.blocked_until)["retry_in_seconds"] is None  # over at that instant
 
@@ -197,4 +197,33 @@ async def test_a_boot_grant_that_times_out_holds_no_vram(make_cluster):
     assert c.manager.models["b"].use == 0.0
     r = await c.request("a")  # b's engine never came: its 6 GiB are not counted, a fits again
     assert r.status == 200 and r.model == "a"
+    c.assert_gpu_safe()
+
+
+async def test_drain_refuses_the_requests_already_waiting(make_cluster):
+    c = await make_cluster(AB, timings=Timings(wake_s=1.0), policy={"retry_after_seconds": 7})
+    waiting = asyncio.create_task(c.request("b"))  # waits for b's slow wake
+    await wait_until(lambda: len(c.manager.models["b"].queue) == 1, what="the request to queue")
+    await c.manager.drain(c.manager.models["b"], 0)
+    r = await waiting
+    assert r.status == 503 and r.headers["Retry-After"] == "7"
+    assert r.body["error"]["message"] == "model b is drained by an operator"
+    assert (await c.manager.activate(c.manager.models["b"]))[0] is True
+    assert c.manager.describe(c.manager.models["b"])["cordoned"] is False
+
+
+async def test_a_revoked_grant_restores_the_default_model_and_relearns_the_engine(make_cluster):
+    c = await make_cluster(
+        [{"name": "a", "awake_by_default": True}, {"name": "b"}], policy={"health_interval_seconds": 30}
+    )
+    await c.engines["b"].kill()
+    async with c.session.get(f"{c.url}/boot/b?wait=1") as resp:
+        assert resp.status == 200  # a (idle) was put to sleep for b's boot
+    assert c.state("a") == "sleeping"
+    await c.engines["b"].start(asleep=True)  # the engine came up after all, unseen (no poll for 30 s)
+    assert await c.manager.revoke_boot(c.manager.models["b"]) == (True, "boot grant revoked")
+    # b is probed at once and found sleeping; a, awake by default, is woken without being asked for.
+    await wait_until(lambda: c.state("b") == "sleeping", within=2, what="b re-learned")
+    await wait_until(lambda: c.state("a") == "awake", within=2, what="a restored")
+    assert c.engines["a"].stats.wakes == [None]
     c.assert_gpu_safe()

@@ -47,6 +47,7 @@ async def test_retry_after_is_the_back_off_left_rounded_up(make_cluster):
     c.engines["b"].faults.fail_wakes = 1
     r = await c.request("b")
     assert r.status == 503 and r.headers["Retry-After"] == "3"
+    assert r.body["error"]["code"] == "model_unavailable"
     m = c.manager.models["b"]
     r = await c.request("b")  # refused during the back-off, told how long is left
     left = m.blocked_until - time.monotonic()
@@ -144,11 +145,14 @@ async def test_an_engine_error_is_probed_at_once_not_at_the_next_poll(make_clust
 
 async def test_engines_found_awake_over_capacity_are_slept_and_logged(make_cluster, caplog):
     caplog.set_level("WARNING", logger="switcher")
-    c = await make_cluster(AB, awake=("a", "b"), gpu_gib=20)  # the switcher plans one at a time
-    await wait_until(lambda: sorted((c.state("a"), c.state("b"))) == ["awake", "sleeping"], what="one slept")
-    victim = "a" if c.state("a") == "sleeping" else "b"
-    assert c.metric("k3sllm_switcher_sleeps_total", model=victim, reason="over_capacity") == 1
-    assert f"putting {victim} to sleep: 2 held of 1: over capacity" in caplog.messages
+    abc = [*AB, {"name": "c"}]
+    c = await make_cluster(abc, awake=("a", "b", "c"), gpu_gib=30)  # the switcher plans one at a time
+    states = lambda: sorted(c.state(n) for n in "abc")  # noqa: E731
+    await wait_until(lambda: states() == ["awake", "sleeping", "sleeping"], what="two slept")
+    victims = [n for n in "abc" if c.state(n) == "sleeping"]
+    for victim in victims:
+        assert c.metric("k3sllm_switcher_sleeps_total", model=victim, reason="over_capacity") == 1
+    assert f"putting {victims[0]}, {victims[1]} to sleep: 3 held of 1: over capacity" in caplog.messages
     c.assert_gpu_safe()
 
 
@@ -179,15 +183,25 @@ async def test_idle_ttl_counts_from_the_last_request_and_respects_the_residency(
     c = await make_cluster(
         [{"name": "a", "idle_ttl_seconds": 0.3}, {"name": "b"}],
         timings=Timings(token_s=0.1),
-        policy={"min_residency_seconds": 1.2},
+        policy={"min_residency_seconds": 2.0},
     )
     a = c.manager.models["a"]
     r = await c.request("a", stream=True, max_tokens=8)  # 0.8 s, longer than the TTL
     assert r.status == 200
     ended = time.monotonic()
     assert c.state("a") == "awake"  # not slept during (or right after) a request longer than its TTL
-    # Idle for its TTL, but its residency (1.2 s from waking at start) holds it until then.
-    await wait_until(lambda: c.state("a") == "sleeping", within=3, what="a slept by its idle TTL")
+    # Idle for its TTL, but its residency (2 s from waking at start) holds it until then.
+    await wait_until(lambda: c.state("a") == "sleeping", within=4, what="a slept by its idle TTL")
     slept = time.monotonic()
-    assert slept - ended >= 0.3 - 0.05 and slept - a.awake_since >= 1.2 - 0.05
+    assert slept - ended >= 0.3 - 0.05 and slept - a.awake_since >= 2.0 - 0.05
     assert c.metric("k3sllm_switcher_sleeps_total", model="a", reason="idle_ttl") == 1
+
+
+async def test_idle_ttl_waits_its_time_after_the_last_request(make_cluster):
+    c = await make_cluster([{"name": "a", "idle_ttl_seconds": 0.8}, {"name": "b"}])
+    assert (await c.request("a")).status == 200
+    ended = time.monotonic()
+    await asyncio.sleep(0.5)
+    assert c.state("a") == "awake"
+    await wait_until(lambda: c.state("a") == "sleeping", within=3, what="a slept by its idle TTL")
+    assert time.monotonic() - ended >= 0.8 - 0.05
