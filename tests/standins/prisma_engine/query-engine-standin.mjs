@@ -187,6 +187,7 @@ class Translator {
       if (field && field.relation) output[key] = this.value(item, field.relation, null);
       else if (field) output[key] = this.value(item, model, TAGGED_TYPES.has(field.type) ? field.type : null);
       else if (key === "path" || key === "mode") output[key] = item; // Json path filter, string mode
+      else if (key === "orderBy") output[key] = item; // sort directions ("desc"), not values of the fields
       else output[key] = this.value(item, model, type);
     }
     return output;
