@@ -205,3 +205,49 @@ async def test_idle_ttl_waits_its_time_after_the_last_request(make_cluster):
     assert c.state("a") == "awake"
     await wait_until(lambda: c.state("a") == "sleeping", within=3, what="a slept by its idle TTL")
     assert time.monotonic() - ended >= 0.8 - 0.05
+
+
+async def test_a_full_queue_is_refused_by_name(make_cluster):
+    c = await make_cluster(AB, timings=Timings(wake_s=1.0), policy={"queue_max_per_model": 1})
+    first = asyncio.create_task(c.request("b"))
+    await wait_until(lambda: len(c.manager.models["b"].queue) == 1, what="the first request to queue")
+    r = await c.request("b")
+    assert r.status == 503 and r.body["error"]["code"] == "queue_full"
+    assert (
+        r.body["error"]["message"] == "model b has 1 requests waiting (queue_max_per_model); try again later"
+    )
+    assert (await first).status == 200
+
+
+async def test_a_queue_timeout_names_the_state_and_its_public_reason(make_cluster):
+    c = await make_cluster(AB, timings=Timings(wake_s=1.0), policy={"queue_timeout_seconds": 0.3})
+    r = await c.request("b")  # b was found sleeping at start: its reason says so
+    assert r.status == 503 and r.body["error"]["code"] == "queue_timeout"
+    assert r.body["error"]["message"] == (
+        "model b did not become available within 0.3s (state sleeping: engine is up and sleeping)"
+    )
+    await wait_until(lambda: c.state("b") == "awake", within=3, what="b's wake to finish")
+    r = await c.request("a")  # a was put to sleep by the switcher: a state without a reason
+    assert r.status == 503
+    assert r.body["error"]["message"] == "model a did not become available within 0.3s (state sleeping)"
+
+
+async def test_a_waking_model_counts_its_whole_share(make_cluster):
+    c = await make_cluster(AB, timings=Timings(wake_s=0.5))
+    waiting = asyncio.create_task(c.request("b"))
+    b = c.manager.models["b"]
+    await wait_until(lambda: c.manager.switching == "b" and c.state("a") == "sleeping", what="b waking")
+    assert c.manager.describe(b)["vram_in_use"] == 1.0  # counted from the first byte it may allocate
+    assert (await waiting).status == 200
+
+
+async def test_wake_times_are_a_running_average(make_cluster):
+    c = await make_cluster(AB, timings=Timings(wake_s=0.02))
+    b = c.manager.models["b"]
+    assert (await c.request("b")).status == 200
+    first = b.wake_seconds
+    assert (await c.request("a")).status == 200
+    c.engines["b"].timings.wake_s = 0.5
+    assert (await c.request("b")).status == 200
+    # 30 % of the new 0.5 s sample blends into the first estimate (scheduler.COST_ALPHA).
+    assert b.wake_seconds < 0.3 and b.wake_seconds > first
