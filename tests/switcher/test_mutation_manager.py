@@ -226,6 +226,9 @@ async def test_a_queue_timeout_names_the_state_and_its_public_reason(make_cluste
     assert r.body["error"]["message"] == (
         "model b did not become available within 0.3s (state sleeping: engine is up and sleeping)"
     )
+    # The request that gave up leaves the queue, and its wait is measured as the 0.3 s it waited.
+    assert len(c.manager.models["b"].queue) == 0 and c.metric("k3sllm_switcher_queue_depth", model="b") == 0
+    assert 0.3 <= c.metric("k3sllm_switcher_queue_wait_seconds_sum", model="b") < 0.6
     await wait_until(lambda: c.state("b") == "awake", within=3, what="b's wake to finish")
     r = await c.request("a")  # a was put to sleep by the switcher: a state without a reason
     assert r.status == 503
