@@ -246,3 +246,17 @@ def test_restore_refuses_a_missing_or_foreign_file(empty_postgres, tmp_path):
     assert "Nothing was changed" in output
     # Nothing was stopped for a file that is not a dump.
     assert not any(call[2:3] == ["scale"] for call in cluster.calls())
+
+
+def test_check_mode_changes_nothing_and_an_empty_database_is_not_backed_up(empty_postgres, tmp_path):
+    cluster = Cluster(tmp_path / "inventory", empty_postgres)
+    code, output = cluster.run("playbooks/backup.yml", "--check")
+    assert code == 0, output[-4000:]
+    assert changed_count(output) == 1 and "A real run dumps database litellm" in output
+    assert not (cluster.folder / "artifacts").exists()
+    assert not any("pg_dump" in call for call in cluster.calls())
+    # A database LiteLLM never started on has none of its tables: nothing is fetched.
+    code, output = cluster.run("playbooks/backup.yml")
+    assert code != 0 and "has no LiteLLM_VerificationToken table" in output
+    assert not list((cluster.folder / "artifacts" / "backups").glob("*.dump"))
+    assert list((cluster.folder / "server-backups").iterdir()) == []
