@@ -254,3 +254,20 @@ async def test_wake_times_are_a_running_average(make_cluster):
     assert (await c.request("b")).status == 200
     # 30 % of the new 0.5 s sample blends into the first estimate (scheduler.COST_ALPHA).
     assert b.wake_seconds < 0.3 and b.wake_seconds > first
+
+
+async def test_after_a_switch_the_next_waiting_model_is_served_at_once(make_cluster):
+    # Co-residency: a, b and c fit together. c's request arrives while b is being woken; it must be
+    # woken right after b, not when b's long answer ends.
+    models = [{"name": n, "vram": 3} for n in "abc"]
+    c = await make_cluster(models, coresidency=True, gpu_gib=10, timings=Timings(wake_s=0.3, token_s=0.1))
+    started = time.monotonic()
+    long_b = asyncio.create_task(c.request("b", max_tokens=20))
+    await wait_until(lambda: c.manager.switching == "b", what="b's switch to start")
+    r = await c.request("c", max_tokens=1)
+    c_done = time.monotonic() - started
+    assert r.status == 200 and r.model == "c"
+    assert (await long_b).status == 200
+    b_done = time.monotonic() - started
+    assert c_done < 1.2 < 2.0 <= b_done, (c_done, b_done)
+    c.assert_gpu_safe()
