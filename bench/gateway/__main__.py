@@ -39,7 +39,13 @@ from bench.switcher.__main__ import chat, free_port, pct, processes, start_engin
 REPO = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(REPO / "tests"), str(REPO / "collections")]
 
-from k3sllm_testlib.gateway import LiteLLM, Postgres, apply_migrations, litellm_missing  # noqa: E402
+from k3sllm_testlib.gateway import (  # noqa: E402
+    LiteLLM,
+    Postgres,
+    apply_migrations,
+    litellm_missing,
+    litellm_role_default,
+)
 
 from ansible_collections.k3sllm.platform.plugins.module_utils.litellm_config import (  # noqa: E402
     build_litellm_config,
@@ -108,10 +114,10 @@ async def measure(s: Settings, tmp: Path, workers: int) -> dict:
         litellm = None
         try:
             apply_migrations(pg)
-            # uvicorn kills a worker that does not answer its health ping within 5 s, and a LiteLLM
-            # worker needs longer than that here to import its Prisma client: more time, or the
-            # workers are restarted for ever.
-            patience = ("--timeout_worker_healthcheck", "120") if workers > 1 else ()
+            # The role's worker health-check patience (uvicorn's 5 s default kills workers that are
+            # still importing their Prisma client).
+            timeout = litellm_role_default("litellm_worker_healthcheck_timeout_seconds")
+            patience = ("--timeout_worker_healthcheck", str(timeout)) if workers > 1 else ()
             litellm = LiteLLM(
                 config_path,
                 pg.dsn,

@@ -48,10 +48,6 @@ from standins.vllm_cluster import Cluster, start_cluster
 from switcher.app import Switcher, start_site
 from switcher.config import parse_config
 
-# Prices for the stand-in's tokens. The catalog sets none (a self-hosted model costs nothing per
-# token), so without them every spend would be 0 and no budget could ever run out; the budget tests
-# need a price, and this is the one thing besides api_base that differs from the rendered config.
-TEST_PRICES = {"input_cost_per_token": 0.0001, "output_cost_per_token": 0.001}
 # Seconds for a module's first test: the renders (shared, minutes each), PostgreSQL, LiteLLM.
 STACK_TIMEOUT = 2400
 
@@ -249,9 +245,9 @@ def gateway_stack(
             switcher.start([{"name": name} for name in catalog_models(rendered)])
         else:
             switcher.start_switcher(switcher_config)
+        # The one change to the rendered config: the switcher is on this machine. Prices come from
+        # the catalog (input/output_cost_per_million_tokens), as on a real host.
         config = with_api_base(rendered, switcher.url + "/v1")
-        for entry in config["model_list"]:
-            entry["model_info"].update(TEST_PRICES)
         config_path = folder / "config.yaml"
         config_path.write_text(yaml.safe_dump(config, sort_keys=False))
         pg = Postgres.start()

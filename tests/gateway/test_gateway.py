@@ -9,9 +9,15 @@ which comes last on purpose (it checks the failure counters the earlier tests pr
 from __future__ import annotations
 
 import json
+import os
+import re
+import shlex
+import subprocess
+import sys
 import time
 
 import anthropic
+import certifi
 import httpx
 import openai
 import pytest
@@ -198,14 +204,16 @@ def _recorded_spend(stack, key_alias: str) -> float:
 
 
 def test_key_over_budget_is_refused_once_spend_is_recorded(litellm_stack):
-    """Spend is written to PostgreSQL in batches (seconds to a minute after the calls); once it passes
-    the key's budget, the key is refused with LiteLLM's 422 budget_exceeded."""
-    budget = 0.02  # two answers of 10 tokens at the test prices (conftest.TEST_PRICES)
+    """Spend is counted at the catalog's prices and written to PostgreSQL in batches (seconds to a
+    minute after the call); once it passes the key's budget, the key is refused with LiteLLM's 422
+    budget_exceeded."""
+    model = litellm_stack.models[0]
+    price = next(e for e in litellm_stack.config["model_list"] if e["model_name"] == model)["model_info"]
+    assert price.get("output_cost_per_token", 0) > 0, "the example catalog prices its models"
+    budget = 5 * price["output_cost_per_token"]  # half of one 10-token answer
     key = litellm_stack.new_key(key_alias="budget", max_budget=budget)
     client = _openai(litellm_stack, key)
-    model = litellm_stack.models[0]
-    for _ in range(3):
-        _chat(client, model, max_tokens=10)
+    _chat(client, model, max_tokens=10)
 
     deadline = time.monotonic() + 120
     while (spend := _recorded_spend(litellm_stack, "budget")) <= budget:
@@ -215,7 +223,7 @@ def test_key_over_budget_is_refused_once_spend_is_recorded(litellm_stack):
         'SELECT count(*) FROM "LiteLLM_SpendLogs" s JOIN "LiteLLM_VerificationToken" t ON s.api_key = t.token '
         "WHERE t.key_alias = 'budget'"
     )
-    assert int(logs) == 3  # one row per call: the stand-in's completion ids are unique
+    assert int(logs) == 1
 
     with pytest.raises(openai.APIStatusError) as refused:
         _chat(client, model)
@@ -232,6 +240,90 @@ def test_rpm_limit_is_enforced(litellm_stack):
     with pytest.raises(openai.RateLimitError) as limited:
         _chat(client, model)
     assert limited.value.status_code == 429
+
+
+def _readme_use_it_blocks() -> list[tuple[str, str]]:
+    """(language, text) of every fenced block in the README's "Use it" section, in order."""
+    text = (REPO / "README.md").read_text()
+    section = text.split("\n## Use it\n", 1)[1].split("\n## ", 1)[0]
+    return re.findall(r"^```(\w*)\n(.*?)^```", section, flags=re.M | re.S)
+
+
+def _readme_block(language: str, needle: str) -> str:
+    found = [body for lang, body in _readme_use_it_blocks() if lang == language and needle in body]
+    assert len(found) == 1, f"README's Use it section has {len(found)} {language} blocks with {needle!r}"
+    return found[0]
+
+
+def _client_env(stack, key: str) -> dict[str, str]:
+    """The three settings the README's snippets read. The test stack speaks plain HTTP, so the CA
+    file is never used for a handshake here; it must still be a readable bundle."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC_", "OPENAI_"))}
+    env.update(K3SLLM_URL=stack.url, K3SLLM_KEY=key, K3SLLM_CA=certifi.where())
+    return env
+
+
+def test_readme_curl_snippet_works_as_written(litellm_stack):
+    key = litellm_stack.new_key(key_alias="readme-curl")
+    snippet = _readme_block("sh", "curl ")
+    run = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", snippet],
+        env=_client_env(litellm_stack, key),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stderr
+    answer = json.loads(run.stdout)
+    assert answer["choices"][0]["message"]["content"].startswith("[qwen2.5-7b-instruct] ")
+
+
+def test_readme_openai_snippet_works_as_written(litellm_stack):
+    key = litellm_stack.new_key(key_alias="readme-openai")
+    run = subprocess.run(
+        [sys.executable, "-c", _readme_block("python", "OpenAI(")],
+        env=_client_env(litellm_stack, key),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.startswith("[qwen2.5-7b-instruct] ")
+
+
+def test_readme_claude_code_settings_reach_the_models(litellm_stack):
+    """Claude Code itself does not run here; the anthropic SDK reads the same ANTHROPIC_* variables
+    (base URL, bearer token) and sends what Claude Code sends: a system prompt and a tool, by the
+    model ids the README sets."""
+    key = litellm_stack.new_key(key_alias="readme-claude")
+    settings = _readme_block("sh", "ANTHROPIC_BASE_URL")
+    exports = "\n".join(line for line in settings.splitlines() if line.strip() != "claude")
+    assert exports != settings, "the block ends by starting claude"
+    client = f"""
+import json, os, anthropic
+client = anthropic.Anthropic(max_retries=0, timeout=120)
+assert os.environ["NODE_EXTRA_CA_CERTS"]
+answers = {{}}
+for model in (os.environ["ANTHROPIC_MODEL"], os.environ["ANTHROPIC_DEFAULT_HAIKU_MODEL"]):
+    msg = client.messages.create(
+        model=model, max_tokens=20, system={SYSTEM_PROMPT!r}, tools=[{READ_TOOL!r}],
+        messages=[{{"role": "user", "content": "Read /etc/hostname"}}],
+    )
+    answers[model] = msg.content[0].text
+print(json.dumps(answers))
+"""
+    run = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", f"{exports}\nexec {sys.executable} -c {shlex.quote(client)}"],
+        env={**_client_env(litellm_stack, key), "ANTHROPIC_API_KEY": "sk-must-be-unset-by-the-snippet"},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    answers = json.loads(run.stdout)
+    # The aliases land on the catalog's models (the stand-in names the engine in every answer).
+    assert answers["claude-sonnet-4-5"].startswith("[qwen2.5-7b-instruct] ")
+    assert answers["claude-haiku-4-5"].startswith("[llama-3.1-8b-instruct] ")
 
 
 def test_metrics_carry_what_the_gateway_dashboard_charts(litellm_stack):

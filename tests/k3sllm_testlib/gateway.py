@@ -220,6 +220,12 @@ def apply_migrations(pg: Postgres, database: str = "litellm") -> list[str]:
 # --------------------------------------------------------------------------------- the config
 
 
+def litellm_role_default(name: str):
+    """A setting of roles/litellm as its defaults ship it (the tests and the bench run what users get)."""
+    defaults = yaml.safe_load((REPO / "roles" / "litellm" / "defaults" / "main.yml").read_text())
+    return defaults[name]
+
+
 def rendered_litellm_config(render_dir: Path) -> dict:
     """config.yaml from the ConfigMap ``litellm-config`` that render.yml wrote under ``litellm/``."""
     for path in sorted((render_dir / "litellm").glob("*.yml")):

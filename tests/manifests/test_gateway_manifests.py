@@ -221,6 +221,9 @@ def test_workers_follow_the_node_and_resources_the_workers(rendered):
     deployment = one(rendered.component("litellm"), "Deployment", "litellm")
     main = container(deployment)
     assert f"--num_workers={workers}" in main["args"]
+    # uvicorn's 5 s default killed workers still importing their Prisma client, for ever.
+    patience = [a for a in main["args"] if a.startswith("--timeout_worker_healthcheck=")]
+    assert patience and int(patience[0].split("=")[1]) >= 60
     assert main["resources"] == gw.gateway_resources(workers)
     replicas = settings(rendered).get("litellm_replicas", 1)
     assert deployment["spec"]["replicas"] == replicas

@@ -154,6 +154,28 @@ def _settings(settings: Mapping[str, Any] | None) -> dict[str, Any]:
     return merged
 
 
+# Catalog price fields and the LiteLLM model_info keys they become (LiteLLM prices per token).
+PRICE_FIELDS = {
+    "input_cost_per_million_tokens": "input_cost_per_token",
+    "output_cost_per_million_tokens": "output_cost_per_token",
+}
+
+
+def model_prices(model: Mapping[str, Any]) -> dict[str, float]:
+    """LiteLLM's per-token prices for a catalog model; without them its spend is 0 and budgets never run out."""
+    prices = {}
+    for field, key in PRICE_FIELDS.items():
+        value = model.get(field)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+            raise LiteLLMConfigError(
+                f"litellm config: k3sllm_models {model.get('name')!r}: {field} must be a number >= 0, not {value!r}"
+            )
+        prices[key] = value / 1_000_000
+    return prices
+
+
 def _served_names(models: list[Mapping[str, Any]]) -> list[tuple[str, Mapping[str, Any]]]:
     """(client-facing name, model) for every name and alias, catalog order, each name once."""
     if not isinstance(models, list) or not models:
@@ -210,6 +232,7 @@ def build_litellm_config(
                     "k3sllm_model": str(model["name"]),
                     "supports_function_calling": tools,
                     "supports_tool_choice": tools,
+                    **model_prices(model),
                     **(
                         {"max_input_tokens": int(model["max_model_len"])}
                         if model.get("max_model_len")

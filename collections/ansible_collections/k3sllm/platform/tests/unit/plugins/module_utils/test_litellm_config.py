@@ -54,6 +54,32 @@ def test_tools_follow_the_catalogs_parser():
     assert "max_input_tokens" not in found["llama"]["model_info"]
 
 
+def test_catalog_prices_become_litellms_per_token_prices():
+    priced = [
+        {
+            "name": "qwen",
+            "aliases": ["q"],
+            "input_cost_per_million_tokens": 0.5,
+            "output_cost_per_million_tokens": 2,
+        }
+    ]
+    info = {name: e["model_info"] for name, e in entries(gw.build_litellm_config(priced, SWITCHER)).items()}
+    for name in ("qwen", "q"):
+        assert info[name]["input_cost_per_token"] == pytest.approx(0.5e-6)
+        assert info[name]["output_cost_per_token"] == pytest.approx(2e-6)
+    free = entries(gw.build_litellm_config([{"name": "qwen", "input_cost_per_million_tokens": 0}], SWITCHER))
+    assert free["qwen"]["model_info"]["input_cost_per_token"] == 0
+    assert "output_cost_per_token" not in free["qwen"]["model_info"]
+
+
+@pytest.mark.parametrize("price", [-1, "1", True])
+def test_a_bad_price_names_the_model_and_field(price):
+    with pytest.raises(
+        gw.LiteLLMConfigError, match="'qwen': output_cost_per_million_tokens must be a number >= 0"
+    ):
+        gw.build_litellm_config([{"name": "qwen", "output_cost_per_million_tokens": price}], SWITCHER)
+
+
 def test_secrets_come_from_the_environment_only():
     config = gw.build_litellm_config(CATALOG, SWITCHER)
     assert config["general_settings"]["master_key"] == "os.environ/LITELLM_MASTER_KEY"
