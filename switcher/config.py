@@ -75,7 +75,7 @@ class ModelSpec(_Strict):
 
 class Policy(_Strict):
     sleep_level: Literal[1, 2] = 1
-    min_residency_seconds: NonNegativeSeconds = 30.0
+    min_residency_seconds: NonNegativeSeconds = 5.0
     # Scheduling (README "Scheduling policy"): residency protects demand, measured switch costs.
     residency_switch_cost_multiple: Annotated[float, Field(ge=0)] = 4.0
     demand_grace_seconds: NonNegativeSeconds = 0.05

@@ -33,7 +33,7 @@ def test_minimal_config_gets_documented_defaults():
     config = parse_config(minimal())
     assert config.listen.port == 8080
     assert config.policy.sleep_level == 1
-    assert config.policy.min_residency_seconds == 30
+    assert config.policy.min_residency_seconds == 5
     assert config.models[1].base_url == "http://b:8000"  # trailing slash dropped
     assert config.models[0].engine_model_name == "a"
     assert not config.coresidency
