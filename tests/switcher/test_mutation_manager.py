@@ -51,7 +51,7 @@ async def test_retry_after_is_the_back_off_left_rounded_up(make_cluster):
     m = c.manager.models["b"]
     r = await c.request("b")  # refused during the back-off, told how long is left
     left = m.blocked_until - time.monotonic()
-    assert r.status == 503 and 2 < left < 3
+    assert r.status == 503 and 2 < left < 3 and r.body["error"]["code"] == "model_unavailable"
     assert r.headers["Retry-After"] == str(math.ceil(left)) == "3"
     c.assert_gpu_safe()
 
@@ -271,3 +271,16 @@ async def test_after_a_switch_the_next_waiting_model_is_served_at_once(make_clus
     b_done = time.monotonic() - started
     assert c_done < 1.2 < 2.0 <= b_done, (c_done, b_done)
     c.assert_gpu_safe()
+
+
+async def test_a_model_blocked_by_a_booting_engine_waits_without_errors(make_cluster, caplog):
+    # b (8 of 10) cannot fit while c's boot holds 5: the scheduler waits and looks again, cleanly.
+    models = [{"name": "a", "vram": 2}, {"name": "b", "vram": 8}, {"name": "c", "vram": 5}]
+    c = await make_cluster(models, coresidency=True, gpu_gib=10, policy={"queue_timeout_seconds": 0.6})
+    await c.engines["c"].kill()
+    async with c.session.get(f"{c.url}/boot/c?wait=1") as resp:
+        assert resp.status == 200
+    caplog.set_level("ERROR", logger="switcher")
+    r = await c.request("b")
+    assert r.status == 503 and r.body["error"]["code"] == "queue_timeout"
+    assert caplog.records == []  # no failed scheduling step
