@@ -58,6 +58,20 @@ CONNECTION_SPEC = {
     "timeout": {"type": "int", "default": 30},
 }
 
+# Options both modules take for the object they manage (each module documents them in its own words).
+TENANT_SPEC = {
+    "alias": {"type": "str", "required": True},
+    "state": {"type": "str", "choices": ["present", "absent"], "default": "present"},
+    "models": {"type": "list", "elements": "str"},
+    "max_budget": {"type": "float"},
+    "budget_duration": {"type": "str"},
+    "rpm_limit": {"type": "int"},
+    "tpm_limit": {"type": "int"},
+    "blocked": {"type": "bool"},
+    "metadata": {"type": "dict"},
+    "purge": {"type": "bool", "default": False},
+}
+
 
 class LiteLLMError(Exception):
     """A request LiteLLM refused or could not answer; ``str()`` is safe to show (no secrets)."""
@@ -218,6 +232,30 @@ def _api_values(settings: dict) -> dict:
     return {field: value for field, value in settings.items() if field in SETTINGS}
 
 
+def run_tenant_module(module, name: str, find, absent, present) -> None:
+    """What both modules do: check the task, find its object by alias, make it absent or present.
+
+    Fails ``module`` with every problem of the task before anything is sent, and with LiteLLM's
+    answer when a request fails. ``find(api, alias)`` returns the object or None; ``absent`` and
+    ``present`` take ``(module, api, current)`` and end the module.
+    """
+    p = module.params
+    alias = p["alias"]
+    found = problems(p)
+    if not alias.strip():
+        found.append("alias must not be empty.")
+    if found:
+        module.fail_json(msg=f"{name} {alias!r}: " + " ".join(found))
+    api = LiteLLMAdmin(p["url"], p["master_key"], p["validate_certs"], p["ca_path"], p["timeout"])
+    try:
+        current = find(api, alias)
+        if p["state"] == "absent":
+            absent(module, api, current)
+        present(module, api, current)
+    except LiteLLMError as exc:
+        module.fail_json(msg=f"{name} {alias!r}: {exc}", status=exc.status)
+
+
 # Pure logic ------------------------------------------------------------------------------------
 def problems(params: dict) -> list[str]:
     """What is wrong with the requested settings, before anything is sent."""
@@ -290,6 +328,20 @@ def diff_settings(desired: dict, current: dict) -> dict:
         elif not _same(field, have, wanted):
             changes[field] = {"before": have, "after": wanted}
     return changes
+
+
+def planned_changes(
+    desired: dict, current: dict | None, fields: tuple[str, ...] = SETTINGS
+) -> tuple[dict, dict]:
+    """The changes that bring ``current`` (None: not created yet) to ``desired``, and the settings after them."""
+    if current is None:
+        changes = {field: {"before": None, "after": value} for field, value in desired.items()}
+        return changes, {**summary({}, fields), **desired}
+    changes = diff_settings(desired, current)
+    return changes, {
+        **summary(current, fields),
+        **{field: change["after"] for field, change in changes.items()},
+    }
 
 
 def creation_settings(desired: dict) -> dict:

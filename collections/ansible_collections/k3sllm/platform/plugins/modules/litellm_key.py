@@ -163,29 +163,20 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.k3sllm.platform.plugins.module_utils.litellm_api import (
     CONNECTION_SPEC,
     SETTINGS,
+    TENANT_SPEC,
     LiteLLMAdmin,
-    LiteLLMError,
     creation_settings,
     desired_settings,
-    diff_settings,
-    problems,
+    planned_changes,
+    run_tenant_module,
     summary,
     update_settings,
 )
 
 ARGUMENT_SPEC = {
     **CONNECTION_SPEC,
-    "alias": {"type": "str", "required": True},
-    "state": {"type": "str", "choices": ["present", "absent"], "default": "present"},
+    **TENANT_SPEC,
     "team": {"type": "str"},
-    "models": {"type": "list", "elements": "str"},
-    "max_budget": {"type": "float"},
-    "budget_duration": {"type": "str"},
-    "rpm_limit": {"type": "int"},
-    "tpm_limit": {"type": "int"},
-    "blocked": {"type": "bool"},
-    "metadata": {"type": "dict"},
-    "purge": {"type": "bool", "default": False},
     "save_path": {"type": "path"},
 }
 
@@ -222,23 +213,10 @@ def write_secret(path: str, value: str) -> None:
 
 def main() -> None:
     module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
-    p = module.params
-    alias, save_path = p["alias"], p["save_path"]
-    found = problems(p)
-    if not alias.strip():
-        found.append("alias must not be empty.")
-    if found:
-        module.fail_json(msg=f"litellm_key {alias!r}: " + " ".join(found))
-    api = LiteLLMAdmin(p["url"], p["master_key"], p["validate_certs"], p["ca_path"], p["timeout"])
     try:
-        current = api.find_key(alias)
-        if p["state"] == "absent":
-            absent(module, api, current)
-        present(module, api, current)
-    except LiteLLMError as exc:
-        module.fail_json(msg=f"litellm_key {alias!r}: {exc}", status=exc.status)
-    except OSError as exc:
-        module.fail_json(msg=f"litellm_key {alias!r}: {save_path}: {exc}")
+        run_tenant_module(module, "litellm_key", LiteLLMAdmin.find_key, absent, present)
+    except OSError as exc:  # reading, writing or removing save_path
+        module.fail_json(msg=f"litellm_key {module.params['alias']!r}: {module.params['save_path']}: {exc}")
 
 
 def absent(module: AnsibleModule, api: LiteLLMAdmin, current: dict | None) -> None:
@@ -288,8 +266,7 @@ def present(module: AnsibleModule, api: LiteLLMAdmin, current: dict | None) -> N
     if current is None:
         create(module, api, desired)
 
-    changes = diff_settings(desired, current)
-    after = {**summary(current), **{field: change["after"] for field, change in changes.items()}}
+    changes, after = planned_changes(desired, current)
     mode_fixed = False
     if save_path and os.path.isfile(save_path):
         mode_fixed = stat.S_IMODE(os.stat(save_path).st_mode) != 0o600
@@ -328,8 +305,7 @@ def create(module: AnsibleModule, api: LiteLLMAdmin, desired: dict) -> None:
         problem = save_path_problem(save_path)
         if problem:
             module.fail_json(msg=f"litellm_key {alias!r}: {problem}")
-    changes = {field: {"before": None, "after": value} for field, value in desired.items()}
-    after = {**summary({}), **desired}
+    changes, after = planned_changes(desired, None)
     result = {
         "changed": True,
         "created": True,

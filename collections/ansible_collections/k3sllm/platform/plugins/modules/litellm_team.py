@@ -121,48 +121,25 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.k3sllm.platform.plugins.module_utils.litellm_api import (
     CONNECTION_SPEC,
     TEAM_SETTINGS,
+    TENANT_SPEC,
     LiteLLMAdmin,
-    LiteLLMError,
     creation_settings,
     desired_settings,
-    diff_settings,
-    problems,
+    planned_changes,
+    run_tenant_module,
     summary,
     update_settings,
 )
 
 ARGUMENT_SPEC = {
     **CONNECTION_SPEC,
-    "alias": {"type": "str", "required": True},
-    "state": {"type": "str", "choices": ["present", "absent"], "default": "present"},
-    "models": {"type": "list", "elements": "str"},
-    "max_budget": {"type": "float"},
-    "budget_duration": {"type": "str"},
-    "rpm_limit": {"type": "int"},
-    "tpm_limit": {"type": "int"},
-    "blocked": {"type": "bool"},
-    "metadata": {"type": "dict"},
-    "purge": {"type": "bool", "default": False},
+    **TENANT_SPEC,
 }
 
 
 def main() -> None:
     module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
-    p = module.params
-    alias = p["alias"]
-    found = problems(p)
-    if not alias.strip():
-        found.append("alias must not be empty.")
-    if found:
-        module.fail_json(msg=f"litellm_team {alias!r}: " + " ".join(found))
-    api = LiteLLMAdmin(p["url"], p["master_key"], p["validate_certs"], p["ca_path"], p["timeout"])
-    try:
-        current = api.find_team(alias)
-        if p["state"] == "absent":
-            absent(module, api, current)
-        present(module, api, current)
-    except LiteLLMError as exc:
-        module.fail_json(msg=f"litellm_team {alias!r}: {exc}", status=exc.status)
+    run_tenant_module(module, "litellm_team", LiteLLMAdmin.find_team, absent, present)
 
 
 def absent(module: AnsibleModule, api: LiteLLMAdmin, current: dict | None) -> None:
@@ -188,8 +165,8 @@ def present(module: AnsibleModule, api: LiteLLMAdmin, current: dict | None) -> N
     desired = desired_settings(
         {field: p[field] for field in TEAM_SETTINGS}, purge=p["purge"], fields=TEAM_SETTINGS
     )
+    changes, after = planned_changes(desired, current, TEAM_SETTINGS)
     if current is None:
-        after = {**summary({}, TEAM_SETTINGS), **desired}
         team_id = None
         if not module.check_mode:
             team_id = api.create_team(p["alias"], creation_settings(desired)).get("team_id")
@@ -197,15 +174,10 @@ def present(module: AnsibleModule, api: LiteLLMAdmin, current: dict | None) -> N
             changed=True,
             created=True,
             team_id=team_id,
-            changes={field: {"before": None, "after": value} for field, value in desired.items()},
+            changes=changes,
             settings=after,
             diff={"before": {}, "after": after},
         )
-    changes = diff_settings(desired, current)
-    after = {
-        **summary(current, TEAM_SETTINGS),
-        **{field: change["after"] for field, change in changes.items()},
-    }
     if changes and not module.check_mode:
         api.update_team(current["team_id"], update_settings(changes))
         if "blocked" in changes:

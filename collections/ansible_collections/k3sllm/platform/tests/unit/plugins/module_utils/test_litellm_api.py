@@ -16,6 +16,7 @@ from ansible_collections.k3sllm.platform.plugins.module_utils.litellm_api import
     desired_settings,
     diff_settings,
     plan_tenants,
+    planned_changes,
     problems,
     update_settings,
 )
@@ -70,6 +71,21 @@ def test_each_differing_setting_is_reported_with_before_and_after():
         "tpm_limit": 1000,
         "team_id": "team-2",
     }
+
+
+def test_planned_settings_are_the_current_ones_with_the_changes_applied():
+    changes, after = planned_changes(
+        desired_settings({"max_budget": 20, "metadata": {"owner": "bob"}}), STORED_KEY
+    )
+    assert set(changes) == {"max_budget", "metadata"}
+    assert after["max_budget"] == 20.0 and after["rpm_limit"] == 60 and after["team_id"] == "team-1"
+    assert after["metadata"] == {"owner": "bob", "ui_note": "kept"}
+    # Not created yet: every desired setting is a change from nothing, the rest stay at their defaults.
+    changes, after = planned_changes(
+        desired_settings({"rpm_limit": 5}, fields=TEAM_SETTINGS), None, TEAM_SETTINGS
+    )
+    assert changes == {"rpm_limit": {"before": None, "after": 5}}
+    assert set(after) == set(TEAM_SETTINGS) and after["rpm_limit"] == 5 and after["models"] == []
 
 
 def test_settings_left_out_are_not_managed_unless_purged():
