@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from k3sllm_testlib import BIN, REPO, ansible_env
+from k3sllm_testlib import BIN, REPO, ansible_env, local_hosts
 
 
 @pytest.fixture
@@ -18,26 +18,7 @@ def local_inventory(tmp_path: Path):
     def _make(group_vars: dict) -> Path:
         folder = tmp_path / "inventory"
         (folder / "group_vars" / "all").mkdir(parents=True, exist_ok=True)
-        hosts = {
-            "all": {
-                "children": {
-                    "k3s_cluster": {
-                        "children": {
-                            "k3s_server": {
-                                "hosts": {
-                                    "localhost": {
-                                        "ansible_connection": "local",
-                                        "ansible_python_interpreter": sys.executable,
-                                    }
-                                }
-                            },
-                            "k3s_agent": {"hosts": {}},
-                        }
-                    }
-                }
-            }
-        }
-        (folder / "hosts.yml").write_text(yaml.safe_dump(hosts))
+        (folder / "hosts.yml").write_text(yaml.safe_dump(local_hosts(sys.executable)))
         (folder / "group_vars" / "all" / "main.yml").write_text(yaml.safe_dump(group_vars))
         return folder
 

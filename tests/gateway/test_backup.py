@@ -15,34 +15,18 @@ import stat
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
-from k3sllm_testlib import BIN, REPO, ansible_env, changed_count
-from k3sllm_testlib.gateway import Postgres
+from k3sllm_testlib import BIN, REPO, ansible_env, changed_count, local_hosts
+from k3sllm_testlib.gateway import Postgres, json_request
 
 pytestmark = pytest.mark.slow
 
 STANDIN = REPO / "tests" / "standins" / "kubectl_postgres.py"
 PG_BIN = sorted(Path("/usr/lib/postgresql").glob("*/bin"))[-1]  # Debian's PostgreSQL, as the stack's
 POD = "litellm-postgres-5d8f7c9b6-x7k2p"
-
-
-def call(url: str, token: str, method: str = "GET", body: dict | None = None) -> tuple[int, dict]:
-    request = urllib.request.Request(
-        url,
-        data=None if body is None else json.dumps(body).encode(),
-        method=method,
-        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=120) as response:
-            return response.status, json.loads(response.read() or b"{}")
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read() or b"{}")
 
 
 def psql(dsn: str, sql: str) -> str:
@@ -73,27 +57,8 @@ class Cluster:
         self.folder = folder
         self.state = folder / "kubectl-state.json"
         folder.mkdir(parents=True)
-        hosts = {
-            "all": {
-                "children": {
-                    "k3s_cluster": {
-                        "children": {
-                            "k3s_server": {
-                                "hosts": {
-                                    "localhost": {
-                                        "ansible_connection": "local",
-                                        "ansible_python_interpreter": str(BIN / "python"),
-                                        # The test runs as root without sudo; the playbooks' become is for real hosts.
-                                        "ansible_become": False,
-                                    }
-                                }
-                            }
-                        }
-                    }
-                }
-            }
-        }
-        (folder / "hosts.yml").write_text(json.dumps(hosts))
+        # The test runs as root without sudo; the playbooks' become is for real hosts.
+        (folder / "hosts.yml").write_text(json.dumps(local_hosts(ansible_become=False)))
         (folder / "group_vars" / "all").mkdir(parents=True)
         (folder / "group_vars" / "all" / "main.yml").write_text(
             json.dumps(
@@ -147,18 +112,18 @@ def test_keys_and_spend_survive_backup_and_restore_into_an_empty_database(
     litellm_stack, empty_postgres, tmp_path
 ):
     stack = litellm_stack
-    status, models = call(f"{stack.url}/v1/models", stack.master_key)
+    status, models = json_request(f"{stack.url}/v1/models", stack.master_key)
     assert status == 200, models
     model = models["data"][0]["id"]
     keys = {}
     for alias in ("backup-alice", "backup-bob"):
-        status, answer = call(
+        status, answer = json_request(
             f"{stack.url}/key/generate", stack.master_key, "POST", {"key_alias": alias, "max_budget": 5}
         )
         assert status == 200, answer
         keys[alias] = answer["key"]
     for _ in range(2):
-        status, answer = call(
+        status, answer = json_request(
             f"{stack.url}/v1/chat/completions",
             keys["backup-alice"],
             "POST",
@@ -212,13 +177,13 @@ def test_keys_and_spend_survive_backup_and_restore_into_an_empty_database(
     # LiteLLM started against the restored database: the keys authenticate, their spend survived.
     with stack.started_against(empty_postgres) as restarted:
         for alias in keys:
-            status, info = call(f"{restarted.url}/key/info?key={hashes[alias]}", restarted.master_key)
+            status, info = json_request(f"{restarted.url}/key/info?key={hashes[alias]}", restarted.master_key)
             assert status == 200, info
             assert info["info"]["key_alias"] == alias
-        assert call(f"{restarted.url}/key/info?key={hashes['backup-alice']}", restarted.master_key)[1][
-            "info"
-        ]["spend"] == pytest.approx(spend)
-        status, answer = call(
+        assert json_request(f"{restarted.url}/key/info?key={hashes['backup-alice']}", restarted.master_key)[
+            1
+        ]["info"]["spend"] == pytest.approx(spend)
+        status, answer = json_request(
             f"{restarted.url}/v1/chat/completions",
             keys["backup-bob"],
             "POST",

@@ -12,12 +12,11 @@ import json
 import re
 import stat
 import subprocess
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
-from k3sllm_testlib import BIN, REPO, ansible_env, changed_count
+from k3sllm_testlib import BIN, REPO, ansible_env, changed_count, local_hosts
+from k3sllm_testlib.gateway import json_request
 
 pytestmark = pytest.mark.slow
 
@@ -29,20 +28,6 @@ def changed_items(output: str) -> list[str]:
     return re.findall(r"^changed: \[localhost\] => \(item=([^)]+)\)", output, re.MULTILINE)
 
 
-def call(url: str, token: str, method: str = "GET", body: dict | None = None) -> tuple[int, dict]:
-    request = urllib.request.Request(
-        url,
-        data=None if body is None else json.dumps(body).encode(),
-        method=method,
-        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=120) as response:
-            return response.status, json.loads(response.read() or b"{}")
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read() or b"{}")
-
-
 class Tenants:
     """Runs the tenants step for one inventory folder and reads LiteLLM back through its admin API."""
 
@@ -50,26 +35,8 @@ class Tenants:
         self.stack, self.folder = stack, folder
         (folder / "artifacts" / "secrets").mkdir(parents=True)
         (folder / "artifacts" / "secrets" / "litellm-master-key").write_text(stack.master_key + "\n")
-        hosts = {
-            "all": {
-                "children": {
-                    "k3s_cluster": {
-                        "children": {
-                            "k3s_server": {
-                                "hosts": {
-                                    "localhost": {
-                                        "ansible_connection": "local",
-                                        "ansible_python_interpreter": str(BIN / "python"),
-                                    }
-                                }
-                            }
-                        }
-                    }
-                }
-            }
-        }
-        (folder / "hosts.yml").write_text(json.dumps(hosts))
-        status, models = call(f"{stack.url}/v1/models", stack.master_key)
+        (folder / "hosts.yml").write_text(json.dumps(local_hosts()))
+        status, models = json_request(f"{stack.url}/v1/models", stack.master_key)
         assert status == 200, models
         self.model = models["data"][0]["id"]
 
@@ -97,7 +64,7 @@ class Tenants:
         return result.returncode, result.stdout + result.stderr
 
     def key(self, alias: str) -> dict | None:
-        status, answer = call(
+        status, answer = json_request(
             f"{self.stack.url}/key/list?key_alias={alias}&return_full_object=true", self.stack.master_key
         )
         assert status == 200, answer
@@ -107,19 +74,19 @@ class Tenants:
 
     def key_info(self, value: str) -> dict:
         token = hashlib.sha256(value.encode()).hexdigest()
-        status, answer = call(f"{self.stack.url}/key/info?key={token}", self.stack.master_key)
+        status, answer = json_request(f"{self.stack.url}/key/info?key={token}", self.stack.master_key)
         assert status == 200, answer
         return answer["info"]
 
     def team(self, alias: str) -> dict | None:
-        status, teams = call(f"{self.stack.url}/team/list", self.stack.master_key)
+        status, teams = json_request(f"{self.stack.url}/team/list", self.stack.master_key)
         assert status == 200, teams
         found = [team for team in teams if team["team_alias"] == alias]
         assert len(found) <= 1
         return found[0] if found else None
 
     def chat(self, value: str) -> int:
-        status, _ = call(
+        status, _ = json_request(
             f"{self.stack.url}/v1/chat/completions",
             value,
             "POST",

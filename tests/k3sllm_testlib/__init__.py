@@ -28,6 +28,23 @@ def ansible_env(**extra: str) -> dict[str, str]:
     return env
 
 
+def local_hosts(python: str | Path = BIN / "python", **host_vars) -> dict:
+    """An inventory's hosts.yml: this machine as the only K3s server (connection local), no agents."""
+    localhost = {"ansible_connection": "local", "ansible_python_interpreter": str(python), **host_vars}
+    return {
+        "all": {
+            "children": {
+                "k3s_cluster": {
+                    "children": {
+                        "k3s_server": {"hosts": {"localhost": localhost}},
+                        "k3s_agent": {"hosts": {}},
+                    }
+                }
+            }
+        }
+    }
+
+
 def changed_count(output: str, host: str = "localhost") -> int:
     """The `changed` count of ``host`` in an ansible-playbook recap."""
     match = re.search(rf"{re.escape(host)}\s+:\s+ok=\d+\s+changed=(\d+)", output)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import glob
 import hashlib
+import json
 import os
 import pwd
 import shutil
@@ -21,6 +22,8 @@ import socket
 import subprocess
 import tempfile
 import time
+import urllib.error
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -44,6 +47,21 @@ def litellm_missing() -> str | None:
     if missing:
         return f"LiteLLM not prepared ({', '.join(missing)} missing): run make setup-litellm"
     return None
+
+
+def json_request(url: str, token: str, method: str = "GET", body: dict | None = None) -> tuple[int, dict]:
+    """Send ``body`` as JSON with ``token`` as the bearer; the status and the JSON answer, errors included."""
+    request = urllib.request.Request(
+        url,
+        data=None if body is None else json.dumps(body).encode(),
+        method=method,
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=120) as response:
+            return response.status, json.loads(response.read() or b"{}")
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"{}")
 
 
 def free_port() -> int:
