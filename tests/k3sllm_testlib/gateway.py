@@ -18,7 +18,6 @@ import os
 import pwd
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -32,7 +31,7 @@ from pathlib import Path
 import httpx
 import yaml
 
-from k3sllm_testlib import REPO
+from k3sllm_testlib import REPO, free_port
 
 LITELLM_VENV = REPO / ".venv-litellm"
 ENGINE_DIR = REPO / "tests" / "standins" / "prisma_engine"
@@ -62,12 +61,6 @@ def json_request(url: str, token: str, method: str = "GET", body: dict | None = 
             return response.status, json.loads(response.read() or b"{}")
     except urllib.error.HTTPError as exc:
         return exc.code, json.loads(exc.read() or b"{}")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _pg_bin(name: str) -> str:

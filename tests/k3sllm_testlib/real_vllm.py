@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import socket
 import subprocess
 import time
 from collections.abc import Iterator, Sequence
@@ -20,6 +19,8 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+
+from k3sllm_testlib import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 VENV = REPO / ".venv-vllm"
@@ -37,13 +38,6 @@ def require_setup() -> None:
     if os.environ.get("K3SLLM_REQUIRE_REALVLLM") == "1":
         pytest.fail(message + " (K3SLLM_REQUIRE_REALVLLM=1)")
     pytest.skip(message)
-
-
-def free_port() -> int:
-    """A port free on 127.0.0.1 right now (the OS picks it)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @contextlib.contextmanager

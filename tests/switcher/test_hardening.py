@@ -9,13 +9,13 @@ import asyncio
 import json
 import logging
 import socket
-import sys
 import time
 from pathlib import Path
 
 import aiohttp
 import openai
 import yaml
+from k3sllm_testlib import switcher_process
 
 from standins.vllm_cluster import wait_until
 from standins.vllm_engine import Timings
@@ -274,24 +274,8 @@ async def test_busy_port_exits_with_one_clear_line(tmp_path):
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        config = tmp_path / "switcher.yaml"
-        config.write_text(
-            yaml.safe_dump(
-                {
-                    "listen": {"host": "127.0.0.1", "port": port},
-                    "models": [{"name": "m", "base_url": "http://127.0.0.1:9"}],
-                }
-            )
-        )
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "switcher",
-            "--config",
-            str(config),
-            cwd=REPO,
-            stderr=asyncio.subprocess.PIPE,
-        )
+        config = switcher_process.write_config(tmp_path / "switcher.yaml", port, "http://127.0.0.1:9")
+        proc = await switcher_process.start(config, asyncio.subprocess.PIPE)
         _, err = await asyncio.wait_for(proc.communicate(), 60)
     text = err.decode()
     assert proc.returncode == 1

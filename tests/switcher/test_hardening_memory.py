@@ -12,19 +12,16 @@ import asyncio
 import json
 import resource
 import socket
-import sys
-import time
 from pathlib import Path
 
 import aiohttp
 import pytest
-import yaml
+from k3sllm_testlib import free_port, switcher_process
 
 from standins.vllm_engine import VllmEngineStandIn, VramLedger
 
 pytestmark = pytest.mark.slow
 
-REPO = Path(__file__).resolve().parents[2]
 MIB = 1024**2
 MEMORY_LIMIT_MIB = 512  # roles/model_switcher: model_switcher_memory_limit
 
@@ -34,12 +31,6 @@ def peak_rss_mib(pid: int) -> float:
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
     raise AssertionError("no VmHWM in /proc status")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 async def post_status(url: str, data, headers=None) -> int:
@@ -58,34 +49,17 @@ async def test_memory_stays_within_the_limit_under_attack(tmp_path):
     engine = VllmEngineStandIn("m", VramLedger(10), 10)
     await engine.start()
     port = free_port()
-    config = tmp_path / "switcher.yaml"
-    config.write_text(
-        yaml.safe_dump(
-            {
-                "listen": {"host": "127.0.0.1", "port": port},
-                "models": [{"name": "m", "base_url": engine.base_url}],
-                "limits": {"header_timeout_seconds": 20},
-            }
-        )
+    config = switcher_process.write_config(
+        tmp_path / "switcher.yaml", port, engine.base_url, limits={"header_timeout_seconds": 20}
     )
     stderr = tmp_path / "stderr.log"
     with stderr.open("wb") as err:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "switcher", "--config", str(config), cwd=REPO, stderr=err
-        )
+        proc = await switcher_process.start(config, err)
     url = f"http://127.0.0.1:{port}"
     sockets: list[socket.socket] = []
     try:
         async with aiohttp.ClientSession() as session:
-            deadline = time.monotonic() + 30
-            while True:
-                try:
-                    async with session.get(url + "/readyz") as resp:
-                        if resp.status == 200:
-                            break
-                except aiohttp.ClientConnectionError:
-                    assert time.monotonic() < deadline, "switcher process did not become ready"
-                    await asyncio.sleep(0.1)
+            await switcher_process.wait_ready(session, url)
         baseline = peak_rss_mib(proc.pid)
         chat = url + "/v1/chat/completions"
 
@@ -115,18 +89,7 @@ async def test_memory_stays_within_the_limit_under_attack(tmp_path):
         assert statuses.count(404) >= 16
 
         # 3. Thousands of idle and half-sent connections; health keeps answering.
-        loop = asyncio.get_running_loop()
-        for i in range(3000):
-            s = socket.socket()
-            s.setblocking(False)
-            try:
-                await loop.sock_connect(s, ("127.0.0.1", port))
-                if i % 3 == 0:
-                    await loop.sock_sendall(s, b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nX-A: ")
-            except OSError:
-                s.close()
-                continue
-            sockets.append(s)
+        await switcher_process.open_connections(port, 3000, sockets, half_request_every=3)
         async with aiohttp.ClientSession() as session:
             for _ in range(5):
                 async with session.get(url + "/healthz", timeout=aiohttp.ClientTimeout(total=2)) as resp:
@@ -163,15 +126,8 @@ async def test_file_descriptor_limit_is_never_reached(tmp_path):
     engine = VllmEngineStandIn("m", VramLedger(10), 10)
     await engine.start()
     port = free_port()
-    config = tmp_path / "switcher.yaml"
-    config.write_text(
-        yaml.safe_dump(
-            {
-                "listen": {"host": "127.0.0.1", "port": port},
-                "models": [{"name": "m", "base_url": engine.base_url}],
-                "limits": {"max_connections": 1024},
-            }
-        )
+    config = switcher_process.write_config(
+        tmp_path / "switcher.yaml", port, engine.base_url, limits={"max_connections": 1024}
     )
     stderr = tmp_path / "stderr.log"
 
@@ -179,39 +135,13 @@ async def test_file_descriptor_limit_is_never_reached(tmp_path):
         resource.setrlimit(resource.RLIMIT_NOFILE, (256, 256))
 
     with stderr.open("wb") as err:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "switcher",
-            "--config",
-            str(config),
-            cwd=REPO,
-            stderr=err,
-            preexec_fn=few_fds,
-        )
+        proc = await switcher_process.start(config, err, preexec_fn=few_fds)
     url = f"http://127.0.0.1:{port}"
     sockets: list[socket.socket] = []
     try:
         async with aiohttp.ClientSession() as session:
-            deadline = time.monotonic() + 30
-            while True:
-                try:
-                    async with session.get(url + "/readyz") as resp:
-                        if resp.status == 200:
-                            break
-                except aiohttp.ClientConnectionError:
-                    assert time.monotonic() < deadline, "switcher process did not become ready"
-                    await asyncio.sleep(0.1)
-            loop = asyncio.get_running_loop()
-            for _ in range(600):
-                s = socket.socket()
-                s.setblocking(False)
-                try:
-                    await loop.sock_connect(s, ("127.0.0.1", port))
-                except OSError:
-                    s.close()
-                    continue
-                sockets.append(s)
+            await switcher_process.wait_ready(session, url)
+            await switcher_process.open_connections(port, 600, sockets)
             await asyncio.sleep(1.0)
             for _ in range(5):
                 async with session.get(url + "/healthz", timeout=aiohttp.ClientTimeout(total=2)) as resp:
