@@ -316,24 +316,18 @@ MASTER_KEY = "sk-known-master-key-0123456789abcdef"
 DB_PASSWORD = "known/db@password:0123456789"
 
 
-@pytest.fixture(scope="module")
-def render_with_known_secrets(tmp_path_factory) -> tuple[Path, str]:
-    """playbooks/render.yml with the secrets set (as from vault), verbose: the folder and the output."""
-    base = tmp_path_factory.mktemp("gateway-secrets")
-    out = base / "rendered"
+def render_example(base: Path, *args: str) -> tuple[int, str]:
+    """playbooks/render.yml on the example inventory into ``base``/rendered (artifacts in ``base``/artifacts),
+    with ``args`` added: the exit code and the output."""
     result = subprocess.run(
         [
             str(BIN / "ansible-playbook"),
-            "-v",
             "-i",
             str(INVENTORY_DIRS["example"]),
             str(REPO / "playbooks" / "render.yml"),
             "-e",
-            f"k3sllm_render_dir={out} k3sllm_artifacts_dir={base / 'artifacts'}",
-            "-e",
-            f"litellm_master_key={MASTER_KEY}",
-            "-e",
-            f"litellm_postgres_password={DB_PASSWORD}",
+            f"k3sllm_render_dir={base / 'rendered'} k3sllm_artifacts_dir={base / 'artifacts'}",
+            *args,
         ],
         cwd=REPO,
         env=ansible_env(),
@@ -341,8 +335,17 @@ def render_with_known_secrets(tmp_path_factory) -> tuple[Path, str]:
         text=True,
         timeout=600,
     )
-    output = result.stdout + result.stderr
-    assert result.returncode == 0, output[-4000:]
+    return result.returncode, result.stdout + result.stderr
+
+
+@pytest.fixture(scope="module")
+def render_with_known_secrets(tmp_path_factory) -> tuple[Path, str]:
+    """playbooks/render.yml with the secrets set (as from vault), verbose: the folder and the output."""
+    base = tmp_path_factory.mktemp("gateway-secrets")
+    code, output = render_example(
+        base, "-v", "-e", f"litellm_master_key={MASTER_KEY}", "-e", f"litellm_postgres_password={DB_PASSWORD}"
+    )
+    assert code == 0, output[-4000:]
     return base, output
 
 
@@ -366,25 +369,8 @@ def test_known_secrets_appear_in_no_rendered_file_and_no_output(render_with_know
 @pytest.mark.timeout(900)
 def test_a_bad_master_key_fails_before_the_gateway_is_rendered_and_is_not_printed(tmp_path):
     bad = "not-an-sk-key-0123456789"
-    result = subprocess.run(
-        [
-            str(BIN / "ansible-playbook"),
-            "-i",
-            str(INVENTORY_DIRS["example"]),
-            str(REPO / "playbooks" / "render.yml"),
-            "-e",
-            f"k3sllm_render_dir={tmp_path / 'rendered'} k3sllm_artifacts_dir={tmp_path / 'artifacts'}",
-            "-e",
-            f"litellm_master_key={bad}",
-        ],
-        cwd=REPO,
-        env=ansible_env(),
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    output = result.stdout + result.stderr
-    assert result.returncode != 0
+    code, output = render_example(tmp_path, "-e", f"litellm_master_key={bad}")
+    assert code != 0
     assert 'litellm_master_key must start with "sk-"' in " ".join(output.split())
     assert bad not in output
     assert not (tmp_path / "rendered" / "litellm").exists()
