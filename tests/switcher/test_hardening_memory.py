@@ -9,9 +9,12 @@ answers, and afterwards a normal request is served and the log stayed small.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import resource
 import socket
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
@@ -45,22 +48,44 @@ async def post_status(url: str, data, headers=None) -> int:
         return -1  # the switcher closed the connection before reading the rest: also refused
 
 
-async def test_memory_stays_within_the_limit_under_attack(tmp_path):
+@dataclass
+class Running:
+    proc: asyncio.subprocess.Process
+    port: int
+    url: str
+    stderr: Path
+    sockets: list[socket.socket]  # the test's raw connections, closed at the end
+
+
+@contextlib.asynccontextmanager
+async def switcher_for_one_standin(tmp_path: Path, limits: dict, **options) -> AsyncIterator[Running]:
+    """The switcher process, ready, for one stand-in engine ``m``; its stderr goes to a file.
+    Afterwards the test's sockets are closed, the process is stopped and the engine closed."""
     engine = VllmEngineStandIn("m", VramLedger(10), 10)
     await engine.start()
     port = free_port()
-    config = switcher_process.write_config(
-        tmp_path / "switcher.yaml", port, engine.base_url, limits={"header_timeout_seconds": 20}
-    )
+    config = switcher_process.write_config(tmp_path / "switcher.yaml", port, engine.base_url, limits=limits)
     stderr = tmp_path / "stderr.log"
     with stderr.open("wb") as err:
-        proc = await switcher_process.start(config, err)
-    url = f"http://127.0.0.1:{port}"
-    sockets: list[socket.socket] = []
+        proc = await switcher_process.start(config, err, **options)
+    running = Running(proc, port, f"http://127.0.0.1:{port}", stderr, [])
     try:
         async with aiohttp.ClientSession() as session:
-            await switcher_process.wait_ready(session, url)
-        baseline = peak_rss_mib(proc.pid)
+            await switcher_process.wait_ready(session, running.url)
+        yield running
+    finally:
+        for s in running.sockets:
+            s.close()
+        if proc.returncode is None:
+            proc.terminate()
+            await asyncio.wait_for(proc.wait(), 30)
+        await engine.close()
+
+
+async def test_memory_stays_within_the_limit_under_attack(tmp_path):
+    async with switcher_for_one_standin(tmp_path, {"header_timeout_seconds": 20}) as running:
+        url, sockets = running.url, running.sockets
+        baseline = peak_rss_mib(running.proc.pid)
         chat = url + "/v1/chat/completions"
 
         # 1. One 30 MB body of empty objects (the body that used to OOM-kill the switcher).
@@ -89,7 +114,7 @@ async def test_memory_stays_within_the_limit_under_attack(tmp_path):
         assert statuses.count(404) >= 16
 
         # 3. Thousands of idle and half-sent connections; health keeps answering.
-        await switcher_process.open_connections(port, 3000, sockets, half_request_every=3)
+        await switcher_process.open_connections(running.port, 3000, sockets, half_request_every=3)
         async with aiohttp.ClientSession() as session:
             for _ in range(5):
                 async with session.get(url + "/healthz", timeout=aiohttp.ClientTimeout(total=2)) as resp:
@@ -106,57 +131,31 @@ async def test_memory_stays_within_the_limit_under_attack(tmp_path):
                         break
                 await asyncio.sleep(0.1)
             assert resp.status == 200
-        peak = peak_rss_mib(proc.pid)
+        peak = peak_rss_mib(running.proc.pid)
         print(f"switcher RSS: {baseline:.0f} MiB at start, {peak:.0f} MiB peak under attack")
         assert peak < MEMORY_LIMIT_MIB * 0.75, f"peak RSS {peak:.0f} MiB (limit {MEMORY_LIMIT_MIB} MiB)"
-        assert stderr.stat().st_size < 200_000
-    finally:
-        for s in sockets:
-            s.close()
-        if proc.returncode is None:
-            proc.terminate()
-            await asyncio.wait_for(proc.wait(), 30)
-        await engine.close()
-    assert "Traceback" not in stderr.read_text()
+        assert running.stderr.stat().st_size < 200_000
+    assert "Traceback" not in running.stderr.read_text()
 
 
 async def test_file_descriptor_limit_is_never_reached(tmp_path):
     """With few descriptors (256 here) the cap shrinks to fit them: a flood of connections gets
     old idle ones closed, never "Too many open files" in a loop, and /healthz keeps answering."""
-    engine = VllmEngineStandIn("m", VramLedger(10), 10)
-    await engine.start()
-    port = free_port()
-    config = switcher_process.write_config(
-        tmp_path / "switcher.yaml", port, engine.base_url, limits={"max_connections": 1024}
-    )
-    stderr = tmp_path / "stderr.log"
 
     def few_fds() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (256, 256))
 
-    with stderr.open("wb") as err:
-        proc = await switcher_process.start(config, err, preexec_fn=few_fds)
-    url = f"http://127.0.0.1:{port}"
-    sockets: list[socket.socket] = []
-    try:
-        async with aiohttp.ClientSession() as session:
-            await switcher_process.wait_ready(session, url)
-            await switcher_process.open_connections(port, 600, sockets)
-            await asyncio.sleep(1.0)
-            for _ in range(5):
-                async with session.get(url + "/healthz", timeout=aiohttp.ClientTimeout(total=2)) as resp:
-                    assert resp.status == 200
-            async with session.post(
-                url + "/v1/chat/completions", json={"model": "m", "messages": []}
-            ) as resp:
+    switcher = switcher_for_one_standin(tmp_path, {"max_connections": 1024}, preexec_fn=few_fds)
+    async with switcher as running, aiohttp.ClientSession() as session:
+        await switcher_process.open_connections(running.port, 600, running.sockets)
+        await asyncio.sleep(1.0)
+        for _ in range(5):
+            async with session.get(running.url + "/healthz", timeout=aiohttp.ClientTimeout(total=2)) as resp:
                 assert resp.status == 200
-    finally:
-        for s in sockets:
-            s.close()
-        if proc.returncode is None:
-            proc.terminate()
-            await asyncio.wait_for(proc.wait(), 30)
-        await engine.close()
-    log = stderr.read_text()
+        async with session.post(
+            running.url + "/v1/chat/completions", json={"model": "m", "messages": []}
+        ) as resp:
+            assert resp.status == 200
+    log = running.stderr.read_text()
     assert "limits.max_connections=1024 does not fit the file-descriptor limit 256; using 16" in log
     assert "Too many open files" not in log and len(log) < 20_000
