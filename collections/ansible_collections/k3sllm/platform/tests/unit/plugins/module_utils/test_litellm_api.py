@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, HTTPServer
+from http.server import HTTPServer
 
 import pytest
 
@@ -20,6 +19,7 @@ from ansible_collections.k3sllm.platform.plugins.module_utils.litellm_api import
     problems,
     update_settings,
 )
+from ansible_collections.k3sllm.platform.tests.unit.json_server import JsonHandler, serving
 
 # A key as GET /key/list?return_full_object=true returns it (LiteLLM 1.108), trimmed to what matters.
 STORED_KEY = {
@@ -155,7 +155,7 @@ def test_good_input_passes():
     assert problems({"max_budget": 0.0, "rpm_limit": 0, "budget_duration": "1mo", "models": ["a"]}) == []
 
 
-class _Recorder(BaseHTTPRequestHandler):
+class _Recorder(JsonHandler):
     """Answers like LiteLLM does on errors; records what it was sent."""
 
     answers: dict = {}
@@ -166,28 +166,16 @@ class _Recorder(BaseHTTPRequestHandler):
         body = json.loads(self.rfile.read(length)) if length else None
         type(self).seen.append((self.command, self.path, self.headers.get("Authorization"), body))
         status, payload = self.answers.get(self.path.split("?")[0], (404, {"detail": "Not Found"}))
-        data = json.dumps(payload).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        self.send_json(payload, status)
 
     do_GET = do_POST = _answer
-
-    def log_message(self, *args):
-        pass
 
 
 @pytest.fixture
 def recorder():
     _Recorder.seen = []
-    server = HTTPServer(("127.0.0.1", 0), _Recorder)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server, _Recorder
-    server.shutdown()
-    server.server_close()
+    with serving(_Recorder, HTTPServer) as server:
+        yield server, _Recorder
 
 
 def test_refused_master_key_is_explained_without_the_key(recorder):

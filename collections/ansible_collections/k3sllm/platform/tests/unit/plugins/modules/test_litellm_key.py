@@ -10,16 +10,15 @@ from __future__ import annotations
 import hashlib
 import json
 import stat
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
 
 import pytest
 
 from ansible_collections.k3sllm.platform.plugins.modules import litellm_key
+from ansible_collections.k3sllm.platform.tests.unit.json_server import JsonHandler, serving
 
 
-class AdminRecorder(BaseHTTPRequestHandler):
+class AdminRecorder(JsonHandler):
     keys: dict  # token hash -> key row
     calls: list
 
@@ -28,11 +27,11 @@ class AdminRecorder(BaseHTTPRequestHandler):
         self.calls.append(("GET", url.path))
         alias = parse_qs(url.query).get("key_alias", [None])[0]
         if url.path == "/key/list":
-            self._send({"keys": [row for row in self.keys.values() if row["key_alias"] == alias]})
+            self.send_json({"keys": [row for row in self.keys.values() if row["key_alias"] == alias]})
         elif url.path == "/team/list":
-            self._send([{"team_alias": "research", "team_id": "t-1", "keys": []}])
+            self.send_json([{"team_alias": "research", "team_id": "t-1", "keys": []}])
         else:
-            self._send({"detail": "Not Found"}, 404)
+            self.send_json({"detail": "Not Found"}, 404)
 
     def do_POST(self):
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
@@ -41,37 +40,23 @@ class AdminRecorder(BaseHTTPRequestHandler):
             value = f"sk-test{len(self.keys):04d}"
             token = hashlib.sha256(value.encode()).hexdigest()
             self.keys[token] = {"token": token, "models": [], "metadata": {}, **body}
-            self._send({**body, "key": value})
+            self.send_json({**body, "key": value})
         elif self.path == "/key/delete":
             for token in body["keys"]:
                 self.keys.pop(token)
-            self._send({"deleted_keys": body["keys"]})
+            self.send_json({"deleted_keys": body["keys"]})
         elif self.path == "/key/update":
             self.keys[body["key"]].update({k: v for k, v in body.items() if k != "key"})
-            self._send(self.keys[body["key"]])
+            self.send_json(self.keys[body["key"]])
         else:
-            self._send({"detail": "Not Found"}, 404)
-
-    def _send(self, payload, status=200):
-        data = json.dumps(payload).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args):
-        pass
+            self.send_json({"detail": "Not Found"}, 404)
 
 
 @pytest.fixture
 def proxy():
     AdminRecorder.keys, AdminRecorder.calls = {}, []
-    server = ThreadingHTTPServer(("127.0.0.1", 0), AdminRecorder)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield AdminRecorder, f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
-    server.server_close()
+    with serving(AdminRecorder) as server:
+        yield AdminRecorder, f"http://127.0.0.1:{server.server_port}"
 
 
 def writes(recorder) -> list:
