@@ -284,3 +284,21 @@ async def test_a_model_blocked_by_a_booting_engine_waits_without_errors(make_clu
     r = await c.request("b")
     assert r.status == 503 and r.body["error"]["code"] == "queue_timeout"
     assert caplog.records == []  # no failed scheduling step
+
+
+async def test_a_default_model_put_to_sleep_by_an_operator_stays_asleep(make_cluster):
+    # The awake-by-default set is restored after boots, not on every scheduling step.
+    models = [{"name": "a", "vram": 4, "awake_by_default": True}, {"name": "b", "vram": 4}]
+    c = await make_cluster(models, coresidency=True, gpu_gib=10)
+    await wait_until(lambda: c.state("a") == "awake", what="a awake")
+    assert await c.manager.sleep(c.manager.models["a"]) == (True, "sleeping")
+    assert (await c.request("b")).model == "b"  # scheduling steps run; a would fit beside b
+    await asyncio.sleep(0.3)
+    assert c.state("a") == "sleeping" and c.engines["a"].stats.wakes == []
+
+
+async def test_each_switch_is_logged_with_why(make_cluster, caplog):
+    caplog.set_level("DEBUG", logger="switcher")
+    c = await make_cluster(AB)
+    assert (await c.request("b")).model == "b"
+    assert any(m.startswith("switching to b (1 waiting, ") and "switch cost" in m for m in caplog.messages)
