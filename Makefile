@@ -45,10 +45,11 @@ setup-litellm: deps
 
 test: prepare pytest molecule
 
-# The one-time preparations: the vLLM CPU build first and alone (on a fresh machine, installing it
-# while both lint and the image builds ran lost files under .venv-vllm in 3 runs of 3, cause not
-# found; beside either one, or alone, it never did), then the systemd images, which wait mostly on
-# downloads, beside lint, which waits on the CPU.
+# The one-time preparations: the vLLM CPU build first and alone, then the systemd images, which wait
+# mostly on downloads, beside lint, which waits on the CPU. (Files once vanished from .venv-vllm when
+# the build ran beside lint: ansible.cfg's empty `inventory =` made ansible-lint's syntax checks run
+# scripts/setup-vllm-cpu.sh as an inventory script, which restarted the build. Fixed in ansible.cfg;
+# the order is kept because it costs little.)
 # Quick no-ops once everything is in place.
 prepare: setup
 	@$(MAKE) --no-print-directory setup-vllm
