@@ -9,13 +9,16 @@ packages=(
   # throwaway PostgreSQL clusters for gateway tests
   postgresql
   # the Prisma query-engine stand-in (tests/standins/prisma_engine) and the Prisma CLI
-  nodejs npm
+  nodejs
 )
 
 missing=()
 for pkg in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
 done
+# npm: a command, not a package, to look for. Node.js builds from outside Debian (NodeSource's, as on
+# our test machines) ship npm inside their nodejs package and conflict with Debian's npm package.
+command -v npm >/dev/null 2>&1 || missing+=(npm)
 if ((${#missing[@]} == 0)); then
   echo "system test dependencies present"
   exit 0
