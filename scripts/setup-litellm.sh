@@ -54,6 +54,9 @@ engine_env=(
   PRISMA_HIDE_UPDATE_MESSAGE=true
 )
 
+# Importing litellm fetches a price list from the internet unless told to use the one it ships.
+export LITELLM_LOCAL_MODEL_COST_MAP=True
+
 install() {
   "$PYTHON" -m venv "$VENV" &&
   "$VENV/bin/python" -m pip install -q --disable-pip-version-check \
