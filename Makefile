@@ -71,7 +71,7 @@ deps:
 	@scripts/install-test-deps.sh
 
 pytest: setup deps setup-vllm setup-litellm
-	K3SLLM_REQUIRE_REALVLLM=1 K3SLLM_REQUIRE_GATEWAY=1 pytest $(PYTEST_XDIST)
+	K3SLLM_REQUIRE_REALVLLM=1 K3SLLM_REQUIRE_GATEWAY=1 pytest $(PYTEST_XDIST) --durations=25
 
 pytest-fast: setup
 	pytest $(PYTEST_XDIST) -m "not slow and not realvllm"
