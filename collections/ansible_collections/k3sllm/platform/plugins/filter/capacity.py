@@ -1,6 +1,7 @@
-"""Filters: the catalog's capacity plan (``k3sllm.platform.capacity_plan``) and catalog checks.
+"""Filter: the catalog's capacity plan (``k3sllm.platform.capacity_plan``).
 
-The logic lives in module_utils (capacity.py, catalog.py) so the switcher and the tests use the same code.
+The logic lives in plugin_utils (capacity.py, catalog.py); the VRAM rule it applies is module_utils/vram.py,
+the file the switcher also runs.
 
 .. code-block:: yaml
 
@@ -20,13 +21,12 @@ from typing import Any
 
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.k3sllm.platform.plugins.module_utils.capacity import (
+from ansible_collections.k3sllm.platform.plugins.plugin_utils.capacity import (
     capacity_plan as _capacity_plan,
 )
-from ansible_collections.k3sllm.platform.plugins.module_utils.capacity import (
+from ansible_collections.k3sllm.platform.plugins.plugin_utils.capacity import (
     gpu_memory_mib_from_facts,
 )
-from ansible_collections.k3sllm.platform.plugins.module_utils.catalog import unpinned_models
 
 
 def _number(value: Any, what: str) -> float | None:
@@ -70,11 +70,6 @@ def capacity_plan(
     )
 
 
-def catalog_unpinned(models: list[Mapping[str, Any]]) -> list[dict[str, str]]:
-    """Entries whose revision is a branch or tag instead of a commit sha."""
-    return unpinned_models(models)
-
-
 class FilterModule:
     def filters(self) -> dict:
-        return {"capacity_plan": capacity_plan, "catalog_unpinned": catalog_unpinned}
+        return {"capacity_plan": capacity_plan}

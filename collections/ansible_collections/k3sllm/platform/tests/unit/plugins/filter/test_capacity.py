@@ -6,7 +6,7 @@ import pytest
 from ansible.errors import AnsibleFilterError
 
 from ansible_collections.k3sllm.platform.plugins.filter.capacity import FilterModule, capacity_plan
-from ansible_collections.k3sllm.platform.plugins.module_utils import capacity as cap
+from ansible_collections.k3sllm.platform.plugins.plugin_utils import capacity as cap
 
 GIB = 1 << 30
 H100 = 81559  # MiB, as nvidia-smi reports an H100 80GB
@@ -173,14 +173,3 @@ def test_filter_rejects_garbage():
         capacity_plan({"name": "a"})  # type: ignore[arg-type]
     with pytest.raises(AnsibleFilterError, match="host_ram_mib"):
         capacity_plan([], host_ram_mib="lots")
-
-
-def test_catalog_unpinned_lists_branch_revisions():
-    unpinned = FilterModule().filters()["catalog_unpinned"](
-        [
-            {"name": "a", "repo": "o/a", "revision": "a09a35458c702b33eeacc393d103063234e8bc28"},
-            {"name": "b", "repo": "o/b", "revision": "main"},
-            {"name": "c", "repo": "o/c", "revision": "A09A35458C702B33EEACC393D103063234E8BC28"},
-        ]
-    )
-    assert [m["name"] for m in unpinned] == ["b", "c"]

@@ -1,9 +1,10 @@
 """Capacity plan for the model catalog: does it fit the GPU, the host RAM and the weights disk?
 
-Pure Python (no Ansible imports), used by the ``capacity_plan`` filter. Whether engines fit in VRAM is
-decided by ``vram.py``, the one rule the switcher also applies at run time (co-residency).
+Pure Python (no Ansible imports), run on the controller by the ``capacity_plan`` filter (preflight and
+model_weights). Whether engines fit in VRAM is decided by ``module_utils/vram.py``, the one rule the switcher
+also applies at run time (co-residency). Catalog defaults come from ``catalog.DEFAULTS``.
 
-The rules, from DESIGN.md ("Capacity plan"):
+The rules:
 
 - ``vram_awake_set``: the models awake by default, plus the VRAM every other (sleeping) engine keeps, must
   fit the GPU's memory: ``sum(gpu_memory_utilization of awake) + sleepers * residual / gpu <= 1``
@@ -25,6 +26,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from ansible_collections.k3sllm.platform.plugins.module_utils.vram import valid_utilization, vram_fits
+from ansible_collections.k3sllm.platform.plugins.plugin_utils.catalog import DEFAULTS
 
 MIB = 1 << 20
 GIB = 1 << 30
@@ -80,7 +82,7 @@ def capacity_plan(
         rows.append(
             {
                 "name": name,
-                "awake_by_default": bool(m.get("awake_by_default", False)),
+                "awake_by_default": bool(m.get("awake_by_default", DEFAULTS["awake_by_default"])),
                 "gpu_memory_utilization": gmu,
                 "vram_mib": round(gmu * gpu_memory_mib) if gpu_memory_mib else None,
                 "weight_bytes": weights,
