@@ -12,8 +12,9 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from .config import ADMIN_TOKEN_ENV
-from .manager import Manager, ModelRuntime
+from .manager import Manager
 from .metrics import Metrics
+from .state import ModelRuntime
 
 
 class TokenSource:

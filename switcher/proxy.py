@@ -24,8 +24,9 @@ from aiohttp import web
 
 from .body import BodyError, ByteBudget, find_model, replace_span
 from .config import Limits
-from .manager import Manager, ModelRuntime, Unavailable
+from .manager import Manager
 from .metrics import Metrics
+from .state import ModelRuntime, Unavailable
 
 log = logging.getLogger("switcher.proxy")
 
