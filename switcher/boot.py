@@ -12,7 +12,7 @@ import logging
 import time
 from typing import Any
 
-from .decisions import keep_awake_after_boot
+from .decisions import boot_waits_for, keep_awake_after_boot
 from .engine import EngineError
 from .planner import plan_room
 from .state import ModelRuntime, ModelState
@@ -91,13 +91,15 @@ class BootGrants(Transitions):
             return False
         name = self._boot_queue[0]
         m = self.models[name]
-        # A node must recover on its own: boots do not wait for residencies. But an engine that is not
-        # up yet never takes the GPU from work: only models without requests (in flight or queued)
-        # are put to sleep for it, so no stream is cut and nobody's requests wait on a boot.
+        # A node must recover on its own: boots do not wait for residencies, but an engine that is
+        # not up evicts nothing unless requests wait for it (decisions.boot_waits_for).
         plan = plan_room(name, self._holders(now, ignore_residency=True), self.capacity, now)
         busy = [v for v in plan.victims if self.models[v].inflight or self.models[v].queue]
-        if plan.impossible or busy:
-            log.debug("boot of %s waits: %s", name, plan.impossible or f"{', '.join(busy)} serving")
+        waits = boot_waits_for(
+            impossible=plan.impossible, victims=plan.victims, busy=busy, wanted=bool(m.queue)
+        )
+        if waits:
+            log.debug("boot of %s waits: %s", name, waits)
             self._defer(now + min(0.5, self.policy.health_interval_seconds))
             return False
         problem = await self._make_room(plan.victims)
@@ -144,7 +146,7 @@ class BootGrants(Transitions):
                 m.slept_level = await m.engine.sleep_level()
                 self._set(m, ModelState.SLEEPING, "ready (came up sleeping)")
             else:
-                keep = keep_awake_after_boot(m.spec.awake_by_default, len(m.queue))
+                keep = keep_awake_after_boot(m.spec.awake_by_default, len(m.queue), len(self._boot_queue))
                 self._set(m, ModelState.AWAKE, "ready")
                 if not keep:
                     m.draining = True  # nothing has been admitted yet, but hold new requests

@@ -84,6 +84,27 @@ def idle_expired(
     return awake and not busy and idle_for >= ttl and awake_for >= min_residency
 
 
-def keep_awake_after_boot(awake_by_default: bool, queued: int) -> bool:
-    """An engine that came up awake stays awake if it is wanted: awake by default, or requests wait."""
-    return awake_by_default or queued > 0
+def boot_waits_for(
+    *, impossible: str | None, victims: tuple[str, ...], busy: list[str], wanted: bool
+) -> str | None:
+    """Why the next engine in the boot line may not take the grant yet (None: it may).
+
+    An engine that is not up never takes the GPU from anything on its own say-so: ``GET /boot`` is
+    unauthenticated, and an engine that never comes would hold the grant. Only requests waiting for
+    the booting model (``wanted``) may make room for it, and only from models with no request in flight
+    or queued, so no stream is cut and nobody's requests wait on a boot.
+    """
+    if impossible:
+        return impossible
+    if busy:
+        return f"{', '.join(busy)} serving"
+    if victims and not wanted:
+        return f"{', '.join(victims)} holds the GPU and no request waits for this model"
+    return None
+
+
+def keep_awake_after_boot(awake_by_default: bool, queued: int, boots_waiting: int) -> bool:
+    """An engine that came up awake stays awake if it is wanted (awake by default, or requests wait
+    for it) and no other engine waits to boot: the boots behind it must not need it put to sleep.
+    The awake-by-default set is restored once every boot is done."""
+    return boots_waiting == 0 and (awake_by_default or queued > 0)

@@ -69,7 +69,12 @@ async def test_restarted_pod_boots_again_while_others_serve(make_cluster):
     c = await make_cluster([{"name": "a"}, {"name": "b"}], awake=("a",))
     await c.engines["b"].kill()  # b's pod is replaced: its init container asks for a grant
     boot = asyncio.create_task(init_container_then_start(c, "b"))
+    await wait_until(lambda: c.manager.boot_queue == ["b"], what="b in the boot line")
+    await asyncio.sleep(0.3)
+    assert c.state("a") == "awake" and not boot.done()  # the boot alone takes nothing from a
+    wanted = asyncio.create_task(c.request("b"))  # a request for b makes room for its boot
     await boot
+    assert (await wanted).model == "b"
     await wait_until(lambda: c.state("b") in ("sleeping", "awake"), what="b ready again")
     assert (await c.request("b")).model == "b"
     assert (await c.request("a")).model == "a"
@@ -110,7 +115,9 @@ async def test_boot_does_not_cut_a_stream_and_waits_for_it(make_cluster):
         assert resp.status == 423  # a is serving: b waits, a is not drained under its stream
     r = await stream
     assert r.finish_reason == "length" and len(r.chunks) == 42
+    wanted = asyncio.create_task(c.request("b"))  # b is wanted: its boot may now put idle a to sleep
     await init_container_then_start(c, "b")
+    assert (await wanted).model == "b"
     await wait_until(lambda: c.state("b") in ("sleeping", "awake"), what="b booted after a's stream")
     c.assert_gpu_safe()
 
@@ -119,9 +126,14 @@ async def test_admin_revokes_a_grant_whose_engine_never_comes(make_cluster):
     token = "t0k3n"
     c = await make_cluster([{"name": "a"}, {"name": "b"}], admin_token=token)
     await c.engines["b"].kill()
+    async with c.session.get(f"{c.url}/boot/b?wait=0.3") as resp:
+        assert resp.status == 423  # the boot alone puts nothing to sleep
+    assert c.state("a") == "awake" and c.engines["a"].stats.sleeps == []
+    wanted = asyncio.create_task(c.manager.wait_admitted(c.manager.models["b"]))
     async with c.session.get(f"{c.url}/boot/b?wait=1") as resp:
-        assert resp.status == 200  # a was idle, so it was put to sleep for b's boot
+        assert resp.status == 200  # a request waits for b, and a was idle: a was put to sleep for it
     assert c.state("a") == "sleeping" and c.state("b") == "starting"
+    wanted.cancel()
     status, body = await c.admin("DELETE", "/admin/boot/b", token)
     assert status == 200 and body["state"] == "cold"
     assert c.manager.grant is None
@@ -129,4 +141,36 @@ async def test_admin_revokes_a_grant_whose_engine_never_comes(make_cluster):
     assert r.status == 200 and r.model == "a"
     assert (await c.admin("DELETE", "/admin/boot/b", token))[0] == 409  # nothing left to revoke
     assert (await c.admin("DELETE", "/admin/boot/b", "wrong"))[0] == 401
+    c.assert_gpu_safe()
+
+
+async def test_boot_for_an_engine_that_is_not_up_puts_nothing_to_sleep(make_cluster):
+    # GET /boot is unauthenticated: a call for an engine that never comes must not take the GPU from
+    # the awake model, idle or not, nor hold a grant that blocks it.
+    c = await make_cluster([{"name": "a"}, {"name": "b"}], awake=("a",))
+    await c.engines["b"].kill()
+    for _ in range(3):
+        async with c.session.get(f"{c.url}/boot/b?wait=0.2") as resp:
+            body = await resp.json()
+            assert resp.status == 423 and body["granted"] is False and body["queue"] == ["b"]
+    assert c.state("a") == "awake" and c.engines["a"].stats.sleeps == []
+    assert c.manager.grant is None
+    r = await c.request("a")
+    assert r.status == 200 and r.model == "a"
+    c.assert_gpu_safe()
+
+
+async def test_a_booted_default_model_does_not_hold_the_gpu_against_the_next_boot(make_cluster):
+    # a (awake by default) boots first while b waits in line: a is put to sleep so b can start, and
+    # woken again once every boot is done.
+    models = [{"name": "a", "awake_by_default": True}, {"name": "b"}]
+    c = await make_cluster(models, start_engines=False, timings=Timings(start_s=0.1))
+    async with c.session.get(f"{c.url}/boot/a?wait=0") as resp:
+        assert resp.status == 200
+    async with c.session.get(f"{c.url}/boot/b?wait=0") as resp:
+        assert resp.status == 423
+    await c.engines["a"].start()
+    await init_container_then_start(c, "b")
+    await wait_until(lambda: (c.state("a"), c.state("b")) == ("awake", "sleeping"), what="boots done")
+    assert c.engines["a"].stats.sleeps == [1] and c.engines["b"].stats.starts == 1
     c.assert_gpu_safe()

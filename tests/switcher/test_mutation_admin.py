@@ -135,8 +135,12 @@ async def test_revoke_boot_answers_each_case(make_cluster):
     c = await make_cluster([*AB, {"name": "c"}])
     await c.engines["b"].kill()
     await c.engines["c"].kill()
+    async with c.session.get(f"{c.url}/boot/b?wait=0") as resp:
+        assert resp.status == 423  # in line; a holds the GPU
+    wanted = asyncio.create_task(c.manager.wait_admitted(c.manager.models["b"]))  # b is wanted
     async with c.session.get(f"{c.url}/boot/b?wait=1") as resp:
         assert resp.status == 200  # b holds the grant
+    wanted.cancel()
     waiting = asyncio.create_task(c.session.get(f"{c.url}/boot/c?wait=2"))  # c waits in line
     await wait_until(lambda: c.manager.boot_queue == ["c"], what="c queued")
     b, cm = c.manager.models["b"], c.manager.models["c"]
@@ -191,9 +195,13 @@ async def test_a_boot_grant_that_times_out_holds_no_vram(make_cluster):
     models = [{"name": "a", "vram": 6}, {"name": "b", "vram": 6}]
     c = await make_cluster(models, coresidency=True, gpu_gib=10, policy={"boot_grant_timeout_seconds": 0.3})
     await c.engines["b"].kill()
+    async with c.session.get(f"{c.url}/boot/b?wait=0") as resp:
+        assert resp.status == 423  # in line; a holds the GPU
+    wanted = asyncio.create_task(c.request("b"))  # waits for b's boot
     async with c.session.get(f"{c.url}/boot/b?wait=1") as resp:
         assert resp.status == 200  # a (idle) was put to sleep for b's boot
     await wait_until(lambda: c.state("b") == "failed", within=3, what="the grant to time out")
+    assert (await wanted).status == 503  # refused when b's boot failed
     assert c.manager.models["b"].use == 0.0
     r = await c.request("a")  # b's engine never came: its 6 GiB are not counted, a fits again
     assert r.status == 200 and r.model == "a"
@@ -217,8 +225,12 @@ async def test_a_revoked_grant_restores_the_default_model_and_relearns_the_engin
         [{"name": "a", "awake_by_default": True}, {"name": "b"}], policy={"health_interval_seconds": 30}
     )
     await c.engines["b"].kill()
+    async with c.session.get(f"{c.url}/boot/b?wait=0") as resp:
+        assert resp.status == 423  # in line; a holds the GPU
+    wanted = asyncio.create_task(c.manager.wait_admitted(c.manager.models["b"]))  # b is wanted
     async with c.session.get(f"{c.url}/boot/b?wait=1") as resp:
         assert resp.status == 200  # a (idle) was put to sleep for b's boot
+    wanted.cancel()
     assert c.state("a") == "sleeping"
     await c.engines["b"].start(asleep=True)  # the engine came up after all, unseen (no poll for 30 s)
     assert await c.manager.revoke_boot(c.manager.models["b"]) == (True, "boot grant revoked")
