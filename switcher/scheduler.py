@@ -11,7 +11,7 @@ rules (switcher/README.md, "Scheduling policy", has a worked example):
   contention a switch pays for itself. An awake model without demand is evicted at once when
   another model waits.
 - **Next model.** Among the models with waiting requests, the highest score goes first:
-  ``2**priority x (seconds waited, summed over its waiting requests) / (switch cost)``, where the
+  ``weight(priority) x (seconds waited, summed over its waiting requests) / (switch cost)``, where the
   switch cost is its measured wake time plus the measured sleep times of the models it displaces.
   A model whose oldest request has waited ``starvation_age`` goes before every score (oldest first),
   so no queue starves behind busier or higher-priority ones.
@@ -27,8 +27,6 @@ from dataclasses import dataclass
 from .planner import Holder, plan_room
 from .vram import vram_fits
 
-# A model's claim doubles per priority step; clamped so 2**priority stays a finite float.
-PRIORITY_CLAMP = 60
 # Until an engine's sleep or wake has been measured, assume these (seconds; vLLM level-1 sleep and
 # wake of a mid-size model take about this, FACTS.md). The first measurement replaces the prior.
 PRIOR_SLEEP_SECONDS = 2.0
@@ -111,7 +109,11 @@ def evictable_at(model: ModelView, rules: Rules, now: float) -> float:
 
 
 def priority_weight(priority: int) -> float:
-    return 2.0 ** max(-PRIORITY_CLAMP, min(PRIORITY_CLAMP, priority))
+    """How many times a waiting second counts: ``1 + priority`` (priority 1 twice, 3 four times), and
+    below zero the inverse (-1 half, -3 a quarter). Linear, so a priority 10 model against a priority 5
+    one claims 11/6 of the GPU time, not 2**5 times: priorities order the queues without starving
+    the lower ones (and past ``starvation_age`` the oldest request goes first whatever its priority)."""
+    return 1.0 + priority if priority >= 0 else 1.0 / (1.0 - priority)
 
 
 def waited_seconds(model: ModelView, now: float) -> float:

@@ -152,7 +152,7 @@ def test_holders_protect_only_awake_models_and_only_when_asked():
 
 @pytest.mark.parametrize(
     ("priority", "weight"),
-    [(0, 1.0), (1, 2.0), (3, 8.0), (-1, 0.5), (-2, 0.25), (60, 2.0**60), (100, 2.0**60), (-100, 2.0**-60)],
+    [(0, 1.0), (1, 2.0), (3, 4.0), (10, 11.0), (-1, 0.5), (-2, 1 / 3), (-3, 0.25), (100, 101.0), (-99, 0.01)],
 )
 def test_priority_weight(priority, weight):
     assert priority_weight(priority) == weight
@@ -288,7 +288,7 @@ def test_batch_window_holds_the_choice_until_the_first_request_has_waited_it():
         # the displaced model's sleep counts too: a sleeps in 2 s for both, so 10/4 against 12/5
         (dict(waiting=(0.0,), wake_cost=2.0), dict(waiting=(-2.0,), wake_cost=3.0), "b"),
         (dict(waiting=(0.0,), wake_cost=2.0), dict(waiting=(-0.1,), wake_cost=2.0), "c"),
-        # priority doubles the claim per step: 2 x 10/5 against 15/5
+        # priority 1 doubles the claim: 2 x 10/5 against 15/5
         (dict(waiting=(0.0,), priority=1), dict(waiting=(0.0, 5.0)), "b"),
         (dict(waiting=(0.0,), priority=-1), dict(waiting=(5.0,)), "c"),
         # equal scores: higher priority, then the older request, then the name
@@ -544,3 +544,16 @@ async def test_manager_snapshot_is_what_the_policy_sees():
     assert s.waiting == (3.0, 6.0)  # an admitted (done) waiter no longer waits
     assert (s.sleep_cost, s.wake_cost, s.priority) == (0.4, 0.6, 1)
     assert (a.sleep_cost, a.wake_cost) == (PRIOR_SLEEP_SECONDS, PRIOR_WAKE_SECONDS)
+
+
+def test_priority_orders_queues_without_swamping_them():
+    # The example inventory's priorities 10 and 5 weigh 11 and 6: the higher one does not win
+    # whatever the lower one's queue (with 2**priority it would count 32 times as much).
+    models = [
+        view("a", awake=True),
+        view("high", waiting=(90.0,), priority=10),
+        view("low", waiting=(90.0, 90.0), priority=5),
+    ]
+    assert decide(models, EXCLUSIVE, 100.0).target == "low"  # 6 x 20 = 120 > 11 x 10 = 110
+    models[2] = view("low", waiting=(90.0, 92.0), priority=5)
+    assert decide(models, EXCLUSIVE, 100.0).target == "high"  # 6 x 18 = 108 < 110
