@@ -25,7 +25,7 @@ help:
 	@echo "make check     fast inner loop: lint, syntax check, pytest without slow tests"
 	@echo "make molecule  molecule scenarios only, side by side (MOLECULE_SCENARIOS=default, MOLECULE_JOBS=1)"
 	@echo "make bench     benchmarks (print ratios against a baseline run alongside)"
-	@echo "make mutation  mutmut over the VRAM rule, planner, scheduler and manager (not in make test; MUTANTS='switcher.planner*' for a part)"
+	@echo "make mutation  mutmut over the VRAM rule, planner, scheduler and the manager's parts (not in make test; MUTANTS='switcher.planner*' for a part)"
 
 setup: $(VENV)/.installed
 
@@ -89,7 +89,10 @@ bench: setup setup-litellm
 # tested again (mutmut would otherwise keep earlier verdicts, even after tests were added); the
 # whole run takes about an hour on 2 cores. Fails on any surviving mutant not listed with its reason
 # in tests/switcher/mutation-equivalents.md.
-MUTANTS ?= switcher.vram.* switcher.planner.* switcher.scheduler.* switcher.manager.*
+# Pure decision modules first (fast), then the manager's parts.
+MUTANTS ?= switcher.vram.* switcher.planner.* switcher.scheduler.* switcher.decisions.* switcher.state.* \
+	switcher.core.* switcher.transitions.* switcher.boot.* switcher.scheduling.* switcher.health.* \
+	switcher.idle.* switcher.admin_ops.* switcher.manager.*
 MUTATION_CHILDREN ?= 2
 mutation: setup
 	@# Which tests cover which function is cached too: collect it again, the tests may have changed.
