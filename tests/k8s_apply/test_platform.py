@@ -8,7 +8,8 @@ from __future__ import annotations
 import base64
 
 import pytest
-from k3sllm_testlib import changed_count
+import yaml
+from k3sllm_testlib import REPO, changed_count
 
 from standins.kube_apiserver import FAKE_PEM, KubeApiServer
 
@@ -35,8 +36,8 @@ def platform(local_inventory, run_playbook):
         (inventory / "artifacts").mkdir(exist_ok=True)
         (inventory / "artifacts" / "kubeconfig").write_text(api.kubeconfig())
 
-        def run(*args: str) -> tuple[int, str]:
-            result = run_playbook("playbooks/platform.yml", inventory, *args)
+        def run(*args: str, playbook: str = "playbooks/platform.yml") -> tuple[int, str]:
+            result = run_playbook(playbook, inventory, *args)
             return result.returncode, " ".join((result.stdout + result.stderr).split())
 
         return inventory, run
@@ -95,3 +96,73 @@ def test_a_gpu_that_never_shows_up_names_the_setting_and_where_to_look(platform)
         assert "No node advertised nvidia.com/gpu within 1 s (gpu_operator_wait_timeout)" in output
         assert "nvidia-smi" in output
         assert "k3sllm.io/gpu" not in api.store.get("Node", "llm")["metadata"]["labels"]
+
+
+CRD_KINDS = {
+    "alertmanagerconfigs": "AlertmanagerConfig",
+    "alertmanagers": "Alertmanager",
+    "podmonitors": "PodMonitor",
+    "probes": "Probe",
+    "prometheusagents": "PrometheusAgent",
+    "prometheuses": "Prometheus",
+    "prometheusrules": "PrometheusRule",
+    "scrapeconfigs": "ScrapeConfig",
+    "servicemonitors": "ServiceMonitor",
+    "thanosrulers": "ThanosRuler",
+}
+
+
+def write_crds(folder, release: str) -> list[str]:
+    """The CRD files the observability role applies (an airgap folder), marked with ``release``."""
+    names = yaml.safe_load((REPO / "roles/observability/defaults/main.yml").read_text())["observability_crds"]
+    folder.mkdir()
+    for file_name in names:
+        group, plural = file_name.removesuffix(".yaml").split("_")
+        crd = {
+            "apiVersion": "apiextensions.k8s.io/v1",
+            "kind": "CustomResourceDefinition",
+            "metadata": {
+                "name": f"{plural}.{group}",
+                "annotations": {"operator.prometheus.io/version": release},
+            },
+            "spec": {
+                "group": group,
+                "names": {"kind": CRD_KINDS[plural], "plural": plural},
+                "scope": "Namespaced",
+                "versions": [{"name": "v1", "served": True, "storage": True}],
+            },
+        }
+        (folder / file_name).write_text(yaml.safe_dump(crd))
+    return [
+        f"{file_name.removesuffix('.yaml').split('_')[1]}.{file_name.split('_')[0]}" for file_name in names
+    ]
+
+
+@pytest.mark.timeout(900)
+def test_chart_upgrade_applies_the_monitoring_crds_before_the_charts(platform, tmp_path):
+    charts = ("kube-prometheus-stack", "cert-manager", "gpu-operator")
+    with KubeApiServer(nodes=("llm",), gpus_per_node=1, charts=charts) as api:
+        crds = write_crds(tmp_path / "crds", "v0.93.1")
+        _inventory, run = platform(api, observability_crd_dir=str(tmp_path / "crds"))
+
+        code, checked = run("--check", "--tags", "charts", playbook="playbooks/upgrade.yml")
+        assert code == 0, checked[-4000:]
+        assert api.store.writes == []
+
+        code, first = run("--tags", "charts", playbook="playbooks/upgrade.yml")
+        assert code == 0, first[-4000:]
+        for name in crds:
+            crd = api.store.get("CustomResourceDefinition", name)
+            assert crd["metadata"]["annotations"]["operator.prometheus.io/version"] == "v0.93.1", name
+        writes = api.store.writes
+        first_crd = min(i for i, w in enumerate(writes) if w.startswith("apply CustomResourceDefinition/"))
+        chart_write = min(i for i, w in enumerate(writes) if w.endswith("HelmChart/kube-prometheus-stack"))
+        assert first_crd < chart_write, writes
+        # The CRD files never reach the output (each is hundreds of KiB upstream).
+        assert "openAPIV3Schema" not in first
+
+        writes = list(api.store.writes)
+        code, second = run("--tags", "charts", playbook="playbooks/upgrade.yml")
+        assert code == 0, second[-4000:]
+        assert changed_count(second) == 0, second[-4000:]
+        assert api.store.writes == writes

@@ -273,10 +273,140 @@ def test_grafana_password_only_by_reference(rendered):
 
 
 def test_grafana_sidecar_loads_our_dashboards(rendered):
-    sidecar = values(chart(rendered, "kube-prometheus-stack"))["grafana"]["sidecar"]["dashboards"]
+    stack = chart(rendered, "kube-prometheus-stack")
+    sidecar = values(stack)["grafana"]["sidecar"]["dashboards"]
     assert sidecar["enabled"] is True
-    assert sidecar["searchNamespace"] == "ALL"
+    assert sidecar["searchNamespace"] == [stack["spec"]["targetNamespace"]]
     assert (sidecar["label"], sidecar["labelValue"]) == ("grafana_dashboard", "1")
+    # Every dashboard ConfigMap we ship is where the sidecar looks.
+    for config_map in rendered.component("observability"):
+        if config_map["kind"] == "ConfigMap":
+            assert config_map["metadata"]["namespace"] == stack["spec"]["targetNamespace"]
+
+
+# Rules for the Grafana chart's values (grafana-community/helm-charts, charts/grafana): its
+# templates/clusterrole.yaml grants get/list/watch on configmaps AND secrets cluster-wide whenever a
+# sidecar is on and rbac.namespaced is false; templates/role.yaml grants the same in its namespace.
+GRAFANA_SIDECARS = ("dashboards", "datasources", "alerts", "plugins", "notifiers")
+
+
+def grafana_secret_reach(grafana: dict, namespace: str, objects: list[dict]) -> list[str]:
+    """Problems that would let Grafana (the one UI behind the Ingress) read Secrets."""
+    problems = []
+    rbac = grafana.get("rbac") or {}
+    sidecars = grafana.get("sidecar") or {}
+    enabled = [name for name in GRAFANA_SIDECARS if (sidecars.get(name) or {}).get("enabled")]
+    # kube-prometheus-stack turns the dashboards and datasources sidecars on by default.
+    enabled = sorted(set(enabled) | {"dashboards", "datasources"})
+    if not rbac.get("namespaced"):
+        problems.append("rbac.namespaced is not true: the chart creates a ClusterRole reading every Secret")
+    if rbac.get("extraClusterRoleRules"):
+        problems.append("rbac.extraClusterRoleRules adds a ClusterRole")
+    for name in enabled:
+        sidecar = sidecars.get(name) or {}
+        if sidecar.get("searchNamespace") != [namespace]:
+            problems.append(
+                f"sidecar.{name}.searchNamespace is {sidecar.get('searchNamespace')!r}, not [{namespace!r}]"
+            )
+        if sidecar.get("resource") != "configmap":
+            problems.append(f"sidecar.{name}.resource is {sidecar.get('resource')!r}: it would list Secrets")
+    role_name = rbac.get("useExistingRole")
+    if not role_name:
+        problems.append(
+            "rbac.useExistingRole is unset: the chart's own Role reads every Secret of its namespace"
+        )
+    else:
+        roles = [
+            o
+            for o in objects
+            if o["kind"] == "Role"
+            and o["metadata"]["name"] == role_name
+            and o["metadata"].get("namespace") == namespace
+        ]
+        if len(roles) != 1:
+            problems.append(f"rbac.useExistingRole names {role_name!r}, which is not rendered in {namespace}")
+        for role in roles:
+            for rule in role.get("rules") or []:
+                if {"secrets", "*"} & set(rule.get("resources") or []):
+                    problems.append(f"Role {role_name} grants {rule['verbs']} on {rule['resources']}")
+    return problems
+
+
+def test_grafana_reads_no_secret_and_no_other_namespace(rendered):
+    stack = chart(rendered, "kube-prometheus-stack")
+    grafana = values(stack)["grafana"]
+    namespace = stack["spec"]["targetNamespace"]
+    assert grafana_secret_reach(grafana, namespace, rendered.objects) == []
+
+
+BROKEN_GRAFANA = {
+    "cluster-wide role": (["rbac", "namespaced"], False, "rbac.namespaced"),
+    "sidecar searches everywhere": (["sidecar", "dashboards", "searchNamespace"], "ALL", "searchNamespace"),
+    "datasources from another namespace": (
+        ["sidecar", "datasources", "searchNamespace"],
+        ["k3sllm"],
+        "datasources",
+    ),
+    "sidecar lists secrets": (["sidecar", "dashboards", "resource"], "both", "would list Secrets"),
+    "chart's own role": (["rbac", "useExistingRole"], None, "useExistingRole is unset"),
+}
+
+
+@pytest.mark.parametrize("case", list(BROKEN_GRAFANA))
+def test_each_grafana_rule_fails_on_broken_values(rendered_all, case):
+    rendered = rendered_all["example"]
+    stack = chart(rendered, "kube-prometheus-stack")
+    grafana = values(stack)["grafana"]
+    path, value, message = BROKEN_GRAFANA[case]
+    node = grafana
+    for key in path[:-1]:
+        node = node[key]
+    node[path[-1]] = value
+    problems = grafana_secret_reach(grafana, stack["spec"]["targetNamespace"], rendered.objects)
+    assert any(message in p for p in problems), problems
+
+
+def test_grafana_rule_fails_when_its_role_reads_secrets(rendered_all):
+    rendered = rendered_all["example"]
+    stack = chart(rendered, "kube-prometheus-stack")
+    grafana = values(stack)["grafana"]
+    objects = [dict(o) for o in rendered.objects]
+    for index, obj in enumerate(objects):
+        if obj["kind"] == "Role" and obj["metadata"]["name"] == grafana["rbac"]["useExistingRole"]:
+            objects[index] = {
+                **obj,
+                "rules": [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]}],
+            }
+    problems = grafana_secret_reach(grafana, stack["spec"]["targetNamespace"], objects)
+    assert any("grants" in p for p in problems), problems
+
+
+RESTRICTED_CONTAINER = {
+    "runAsNonRoot": True,
+    "readOnlyRootFilesystem": True,
+    "allowPrivilegeEscalation": False,
+    "capabilities": {"drop": ["ALL"]},
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+
+
+def test_grafana_and_its_sidecars_run_restricted(rendered):
+    grafana = values(chart(rendered, "kube-prometheus-stack"))["grafana"]
+    for where in (grafana["containerSecurityContext"], grafana["sidecar"]["securityContext"]):
+        assert RESTRICTED_CONTAINER.items() <= where.items(), where
+    assert grafana["securityContext"]["runAsNonRoot"] is True
+    assert grafana["securityContext"]["runAsUser"] != 0
+    # The root init container (chown) and the test pod stay off; /tmp is the only extra writable path.
+    assert grafana["initChownData"]["enabled"] is False
+    assert grafana["testFramework"]["enabled"] is False
+    assert grafana["extraEmptyDirMounts"] == [{"name": "tmp", "mountPath": "/tmp"}]
+
+
+def test_kube_prometheus_stack_pin_is_a_current_major_with_its_crds(rendered):
+    major = int(str(setting(rendered, "observability", "observability_chart_version")).split(".")[0])
+    assert major >= 89
+    crds = role_default("observability", "observability_crds")
+    assert len(crds) == 10 and all(name.startswith("monitoring.coreos.com_") for name in crds)
 
 
 def test_every_dashboard_file_becomes_a_config_map(rendered):
@@ -352,6 +482,9 @@ def test_every_namespace_we_create_denies_ingress_by_default(rendered):
         ), f"namespace {name} has no default-deny ingress policy"
 
 
+PROMETHEUS_PODS = {"matchLabels": {"app.kubernetes.io/name": "prometheus"}}
+
+
 def test_prometheus_may_scrape_the_platform_namespaces(rendered):
     monitoring = chart(rendered, "kube-prometheus-stack")["spec"]["targetNamespace"]
     for component in ("gpu-operator", "cert-manager"):
@@ -362,9 +495,12 @@ def test_prometheus_may_scrape_the_platform_namespaces(rendered):
             for rule in p["spec"].get("ingress") or []
             for peer in rule.get("from") or []
         ]
-        assert {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": monitoring}}} in peers, (
-            component
-        )
+        assert {
+            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": monitoring}},
+            "podSelector": PROMETHEUS_PODS,
+        } in peers, component
+        # Prometheus's own pods, never the whole monitoring namespace (Grafana lives there too).
+        assert not [p for p in peers if "namespaceSelector" in p and "podSelector" not in p], component
 
 
 def test_only_traefik_reaches_grafana_from_outside(rendered):
@@ -379,6 +515,82 @@ def test_only_traefik_reaches_grafana_from_outside(rendered):
     (policy,) = grafana
     (rule,) = policy["spec"]["ingress"]
     assert rule["from"] == [
-        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}}}
+        {
+            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},
+            "podSelector": {"matchLabels": {"app.kubernetes.io/name": "traefik"}},
+        }
     ]
+    assert rule["ports"] == [{"port": 3000, "protocol": "TCP"}]
     assert policy["metadata"]["namespace"] == namespace
+
+
+WEBHOOK_PORTS = {10250}
+
+
+def webhook_exposure(policies: list[dict], api_server_cidrs: list[str]) -> list[str]:
+    """Problems: a rule that opens a webhook port to anything but the API server's address ranges or
+    on every pod of a namespace, or a rule that admits every source on every port."""
+    problems = []
+    for policy in policies:
+        name = policy["metadata"]["name"]
+        for rule in policy["spec"].get("ingress") or []:
+            ports = {p.get("port") for p in rule.get("ports") or []}
+            sources = rule.get("from") or []
+            if not ports and not sources:
+                problems.append(f"{name}: admits every source on every port")
+            if not ports & WEBHOOK_PORTS:
+                continue
+            if not sources:
+                problems.append(f"{name}: webhook port open to any source")
+            for peer in sources:
+                block = peer.get("ipBlock") or {}
+                if block.get("cidr") not in api_server_cidrs or block.get("except"):
+                    problems.append(f"{name}: webhook port open to {peer}")
+            if policy["spec"]["podSelector"] == {}:
+                problems.append(f"{name}: webhook port opened on every pod of the namespace")
+    return problems
+
+
+def api_server_cidrs(rendered) -> list[str]:
+    cidrs = setting(rendered, "k3sllm", "k3sllm_api_server_cidrs")
+    cluster = setting(rendered, "k3sllm", "k3sllm_cluster_cidr")
+    return [cluster if "k3sllm_cluster_cidr" in c else c for c in cidrs]
+
+
+@pytest.mark.parametrize("component", ["kube-prometheus-stack", "cert-manager"])
+def test_webhook_ports_admit_only_the_api_server(rendered, component):
+    policies = [o for o in rendered.component(component) if o["kind"] == "NetworkPolicy"]
+    cidrs = api_server_cidrs(rendered)
+    assert any(
+        (peer.get("ipBlock") or {}).get("cidr") in cidrs
+        for p in policies
+        for rule in p["spec"].get("ingress") or []
+        for peer in rule.get("from") or []
+    ), f"{component}: no policy admits the API server to its webhook"
+    assert webhook_exposure(policies, cidrs) == []
+
+
+BROKEN_WEBHOOK_RULES = {
+    "any source": {"ports": [{"port": 10250, "protocol": "TCP"}]},
+    "whole namespace": {
+        "from": [{"namespaceSelector": {}}],
+        "ports": [{"port": 10250, "protocol": "TCP"}],
+    },
+    "everything": {},
+    "another range": {
+        "from": [{"ipBlock": {"cidr": "0.0.0.0/0"}}],
+        "ports": [{"port": 10250, "protocol": "TCP"}],
+    },
+}
+
+
+@pytest.mark.parametrize("case", list(BROKEN_WEBHOOK_RULES))
+def test_webhook_rule_fails_on_a_broken_policy(rendered_all, case):
+    rendered = rendered_all["example"]
+    policies = [o for o in rendered.component("cert-manager") if o["kind"] == "NetworkPolicy"]
+    broken = {
+        "kind": "NetworkPolicy",
+        "metadata": {"name": "broken", "namespace": "cert-manager"},
+        "spec": {"podSelector": {}, "policyTypes": ["Ingress"], "ingress": [BROKEN_WEBHOOK_RULES[case]]},
+    }
+    assert webhook_exposure([*policies, broken], api_server_cidrs(rendered)) != []

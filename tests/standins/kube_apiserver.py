@@ -5,7 +5,8 @@ modules use through the Python client:
 
 - discovery: ``/version``, ``/api``, ``/apis``, ``/api/v1``, ``/apis/<group>/<version>``;
 - objects: GET (one or a list, with an equality ``labelSelector``), POST (create, 409 when it
-  exists), PATCH with ``application/merge-patch+json`` (RFC 7386), PUT, DELETE;
+  exists), PATCH with ``application/merge-patch+json`` (RFC 7386) or server-side apply
+  (``application/apply-patch+yaml``, see ``Handler._apply``), PUT, DELETE;
 - ``?dryRun=All`` on writes answers as if written and stores nothing, as the real server does,
   which is how the modules implement check mode;
 - server-managed metadata (uid, resourceVersion, generation, creationTimestamp);
@@ -62,6 +63,7 @@ BUILTIN_KINDS = [
     Kind("", "v1", "Service", "services", True),
     Kind("", "v1", "ServiceAccount", "serviceaccounts", True),
     Kind("", "v1", "PersistentVolumeClaim", "persistentvolumeclaims", True),
+    Kind("", "v1", "PersistentVolume", "persistentvolumes", False),
     Kind("", "v1", "Node", "nodes", False),
     Kind("apps", "v1", "Deployment", "deployments", True),
     Kind("apps", "v1", "StatefulSet", "statefulsets", True),
@@ -381,7 +383,7 @@ class Handler(BaseHTTPRequestHandler):
                         409, status(409, "AlreadyExists", f'{kind.plural} "{key[2]}" already exists')
                     )
                 return self._send(201, self._write(kind, namespace, body, dry_run, "create"))
-            if existing is None:
+            if existing is None and verb != "PATCH":
                 return self._send(404, status(404, "NotFound", f'{kind.plural} "{name}" not found'))
             if verb == "DELETE":
                 if not dry_run:
@@ -392,6 +394,10 @@ class Handler(BaseHTTPRequestHandler):
                             del store.objects[other]
                 return self._send(200, existing)
             content_type = self.headers.get("Content-Type", "")
+            if verb == "PATCH" and "apply-patch" in content_type:
+                return self._apply(kind, namespace, existing, body, query, dry_run)
+            if existing is None:
+                return self._send(404, status(404, "NotFound", f'{kind.plural} "{name}" not found'))
             if verb == "PATCH" and "merge-patch" not in content_type:
                 return self._send(
                     415,
@@ -403,6 +409,21 @@ class Handler(BaseHTTPRequestHandler):
             if verb == "PATCH" and updated == existing:
                 return self._send(200, existing)
             return self._send(200, self._write(kind, namespace, updated, dry_run, verb.lower()))
+
+    def _apply(self, kind: Kind, namespace: str | None, existing, body: dict, query: dict, dry_run: bool):
+        """Server-side apply (``application/apply-patch+yaml``): creates the object or merges the
+        applied fields into it. Field ownership is not modelled: every apply acts as if it were
+        forced, so conflicts between managers never arise (the real server answers 409 without
+        ``force=true``)."""
+        if not query.get("fieldManager"):
+            message = "PatchOptions.meta.k8s.io is invalid: fieldManager: Required value: is required for apply patch"
+            return self._send(422, status(422, "Invalid", message))
+        if existing is None:
+            return self._send(201, self._write(kind, namespace, body, dry_run, "apply"))
+        updated = merge_patch(existing, body)
+        if updated == existing:
+            return self._send(200, existing)
+        return self._send(200, self._write(kind, namespace, updated, dry_run, "apply"))
 
     def do_POST(self) -> None:
         self._mutate("POST")
