@@ -201,13 +201,30 @@ def _capability(gpu: Mapping) -> tuple[tuple[int, int] | None, str]:
     return floor, f"{_text(floor)} or more ({gpu.get('architecture')})"
 
 
+def _measured_capabilities(query_output: str) -> dict[int, str]:
+    """Index to compute capability from ``nvidia-smi --query-gpu=index,compute_cap --format=csv,noheader``."""
+    found = {}
+    for line in str(query_output or "").splitlines():
+        index, _, capability = line.partition(",")
+        if index.strip().isdigit() and _VERSION_RE.match(capability):
+            found[int(index)] = capability.strip()
+    return found
+
+
 def preflight_compute_capability_check(
-    gpus: Iterable[Mapping] | None, models: Iterable[Mapping] | None
+    gpus: Iterable[Mapping] | None, models: Iterable[Mapping] | None, compute_caps: str = ""
 ) -> list[dict]:
-    """One record per model: can every GPU run its dtype and quantization? Unknown capability passes."""
+    """One record per model: can every GPU run its dtype and quantization? Unknown capability passes.
+
+    ``compute_caps`` is nvidia-smi's answer to ``--query-gpu=index,compute_cap`` (drivers older than 510
+    do not know the field: then the architecture's floor is used).
+    """
     records = []
     known = []
+    measured = _measured_capabilities(compute_caps)
     for gpu in gpus or []:
+        if gpu.get("index") in measured and not gpu.get("compute_capability"):
+            gpu = {**gpu, "compute_capability": measured[gpu["index"]]}
         capability, shown = _capability(gpu)
         if capability is not None:
             known.append((capability, shown, gpu.get("name") or f"GPU {gpu.get('index', '?')}"))

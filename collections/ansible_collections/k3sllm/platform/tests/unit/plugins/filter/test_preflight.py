@@ -159,6 +159,26 @@ def test_compute_capability_check_gives_one_record_per_model():
     ]
 
 
+@pytest.mark.parametrize(
+    ("answer", "ok"),
+    [
+        ("0, 7.5\n", False),  # measured: a T4 although the XML only said Turing
+        ("0, 9.0\n", True),
+        (
+            'Field "compute_cap" is not a valid field to query.\n',
+            False,
+        ),  # old driver: the architecture decides
+        ("", False),
+    ],
+)
+def test_compute_capability_from_nvidia_smi_query(answer, ok):
+    gpus = [{"index": 0, "name": "GPU0", "architecture": "Turing"}]
+    (record,) = preflight_compute_capability_check(
+        gpus, [{"name": "m", "dtype": "bfloat16"}], compute_caps=answer
+    )
+    assert record["ok"] is ok
+
+
 def test_check_wants_a_real_boolean():
     """A string 'false' is truthy: a check that receives one was handed an uncoerced -e value."""
     assert preflight_check(True, "x", "bad", "fix") == {"name": "x", "ok": True, "problem": "", "fix": ""}
