@@ -1,5 +1,7 @@
 """Decisions behind roles/nvidia_driver, kept pure so they can be tested with injected facts.
 
+- which release of the pinned branch to install: the installed one, or the newest the sources
+  offer (for Canonical's signed modules: the newest one the running kernel's modules were built for);
 - which packages provide the driver on Ubuntu (Canonical's signed modules or DKMS) and Debian;
 - whether Secure Boot forbids the only module source there is;
 - whether a reboot is needed, and what to do about it;
@@ -8,13 +10,14 @@
 
 from __future__ import annotations
 
+import fnmatch
 import re
 
 from ansible.errors import AnsibleFilterError
 
 # Kernel series each Ubuntu LTS ships as its GA kernel; any other series is an HWE kernel, whose
 # flavour metapackages carry a "-hwe-<release>" suffix.
-UBUNTU_GA_KERNELS = {"22.04": "5.15", "24.04": "6.8"}
+UBUNTU_GA_KERNELS = {"22.04": "5.15", "24.04": "6.8", "26.04": "7.0"}
 # Flavours that have HWE variants (cloud kernels such as aws or azure roll forward under one name).
 HWE_FLAVOURS = ("generic", "generic-64k", "lowlatency", "lowlatency-64k")
 KERNEL_RE = re.compile(r"^(?P<series>\d+\.\d+)\.\d+-\d+-(?P<flavour>[a-z0-9][a-z0-9-]*)$")
@@ -51,15 +54,195 @@ def nvidia_driver_kernel_flavour(kernel_release: str, distribution_version: str)
     return flavour
 
 
-def _spec(name: str, version: str | None, hold: bool, kind: str) -> dict:
-    return {
-        "name": name,
-        "version": version,
+def _spec(name: str, version: str | None, hold: bool, kind: str, exact: bool = False) -> dict:
+    if not version:
+        spec = name
+    elif exact:
+        spec = f"{name}={version}"
+    else:
         # apt module syntax; a version glob matches the distribution's revision suffix.
-        "spec": f"{name}={version}-*" if version else name,
-        "hold": hold,
-        "kind": kind,
+        spec = f"{name}={version}-*"
+    return {"name": name, "version": version, "spec": spec, "hold": hold, "kind": kind}
+
+
+def _char_order(char: str) -> int:
+    # Debian policy: "~" sorts before everything (even the end), letters before other characters.
+    if char == "~":
+        return -1
+    if not char or char.isdigit():
+        return 0
+    if char.isalpha():
+        return ord(char)
+    return ord(char) + 256
+
+
+def _compare_fragment(left: str, right: str) -> int:
+    i = j = 0
+    while i < len(left) or j < len(right):
+        while (i < len(left) and not left[i].isdigit()) or (j < len(right) and not right[j].isdigit()):
+            lo = _char_order(left[i] if i < len(left) else "")
+            ro = _char_order(right[j] if j < len(right) else "")
+            if lo != ro:
+                return -1 if lo < ro else 1
+            i += 1
+            j += 1
+        start_i, start_j = i, j
+        while i < len(left) and left[i].isdigit():
+            i += 1
+        while j < len(right) and right[j].isdigit():
+            j += 1
+        ln, rn = int(left[start_i:i] or 0), int(right[start_j:j] or 0)
+        if ln != rn:
+            return -1 if ln < rn else 1
+    return 0
+
+
+def _split_version(version: str) -> tuple[int, str, str]:
+    epoch, _, rest = version.rpartition(":") if ":" in version else ("0", "", version)
+    upstream, _, revision = rest.rpartition("-") if "-" in rest else (rest, "", "")
+    return int(epoch or 0), upstream, revision
+
+
+def nvidia_driver_compare_versions(left: str, right: str) -> int:
+    """Compare two Debian package versions as dpkg does: -1, 0 or 1."""
+    le, lu, lr = _split_version(str(left))
+    re_, ru, rr = _split_version(str(right))
+    if le != re_:
+        return -1 if le < re_ else 1
+    return _compare_fragment(lu, ru) or _compare_fragment(lr, rr)
+
+
+def _newest_first(versions) -> list[str]:
+    ordered: list[str] = []
+    for version in versions:
+        at = 0
+        while at < len(ordered) and nvidia_driver_compare_versions(ordered[at], version) > 0:
+            at += 1
+        if at == len(ordered) or nvidia_driver_compare_versions(ordered[at], version) != 0:
+            ordered.insert(at, version)
+    return ordered
+
+
+def nvidia_driver_offered_versions(madison: str | list) -> list[str]:
+    """Binary package versions in ``apt-cache madison`` output, newest first, each once.
+
+    ``nvidia-smi | 535.261.03-1 | http://deb.debian.org/debian bookworm/non-free amd64 Packages``
+    """
+    lines = madison.splitlines() if isinstance(madison, str) else list(madison or [])
+    found = []
+    for line in lines:
+        fields = [field.strip() for field in str(line).split("|")]
+        if len(fields) == 3 and fields[1] and not fields[2].endswith("Sources"):
+            found.append(fields[1])
+    return _newest_first(found)
+
+
+def nvidia_driver_signed_modules(apt_cache_show: str, branch: str) -> dict:
+    """Which driver release each offered version of Canonical's signed module package was built for.
+
+    ``apt-cache show linux-modules-nvidia-<branch>-server-<kernel>`` prints one stanza per offered
+    version; each depends on exactly one ``nvidia-kernel-common-<branch>-server`` release
+    (``(>= 580.95.05), (<= 580.95.05-1)``). Returns ``{module package version: driver release}``.
+    """
+    common = re.compile(
+        rf"nvidia-kernel-common-{re.escape(str(branch))}-server\s*\(\s*(?:>=|=)\s*([^)\s]+)\s*\)"
+    )
+    modules = {}
+    for stanza in re.split(r"\n\s*\n", str(apt_cache_show or "")):
+        version = re.search(r"^Version:\s*(\S+)", stanza, re.MULTILINE)
+        depends = re.search(r"^Depends:(.*)$", stanza, re.MULTILINE)
+        needs = common.search(depends.group(1)) if depends else None
+        if version and needs:
+            modules[version.group(1)] = nvidia_driver_upstream_version(needs.group(1))
+    return modules
+
+
+def nvidia_driver_resolve(
+    offered: list,
+    installed: str | None,
+    branch: str | None,
+    upgrade: bool = False,
+    signed_modules: dict | None = None,
+    requested: str | None = "",
+) -> dict:
+    """Choose the driver release to install and hold, for DKMS and for Canonical's signed modules.
+
+    ``offered``: package versions the sources offer (``nvidia_driver_offered_versions``);
+    ``installed``: the installed package version ("" when none); ``branch``: the pinned branch
+    (None: any release, for packages versioned apart from the driver); ``upgrade``: move an
+    installed driver to the newest release; ``signed_modules``: ``nvidia_driver_signed_modules``
+    for the running kernel; ``requested``: an exact release to use instead of the newest.
+
+    A host keeps its installed release unless an upgrade is asked for, the branch changed or an
+    exact release is requested. Otherwise the newest offered release of the branch is chosen; for
+    signed modules the newest one that the running kernel's modules were built for (the two must
+    match exactly, and Ubuntu's archive keeps only the current driver).
+
+    Returns ``version`` (``{"dkms": release|None, "signed": release|None}``), ``module_version``
+    (signed module package version or None), ``newest``, ``installed``, ``keep``, ``reason`` and
+    ``error`` (empty when a release was found).
+    """
+    prefix = f"{branch}." if branch else ""
+    releases = _newest_first(
+        nvidia_driver_upstream_version(v) for v in offered or [] if nvidia_driver_upstream_version(v)
+    )
+    of_branch = [r for r in releases if r.startswith(prefix)]
+    current = nvidia_driver_upstream_version(installed)
+    requested = str(requested or "")
+    result = {
+        "version": {"dkms": None, "signed": None},
+        "module_version": None,
+        "newest": of_branch[0] if of_branch else "",
+        "installed": current,
+        "keep": False,
+        "reason": "",
+        "error": "",
     }
+    if requested and not requested.startswith(prefix):
+        result["error"] = (
+            f"nvidia_driver_version {requested} is not a release of branch {branch}; "
+            "set nvidia_driver_branch and nvidia_driver_version together (or leave nvidia_driver_version empty)."
+        )
+        return result
+    if requested:
+        candidates = [requested] if requested in of_branch or requested == current else []
+        result["keep"] = requested == current
+        result["reason"] = f"release {requested} as set in nvidia_driver_version"
+    elif current and current.startswith(prefix) and not upgrade:
+        candidates = [current]
+        result["keep"] = True
+        result["reason"] = (
+            f"keeps the installed release {current} (newest offered: {result['newest'] or 'none'}; "
+            "nvidia_driver_upgrade: true moves to the newest)"
+        )
+    else:
+        candidates = of_branch
+        if current and current.startswith(prefix):
+            result["reason"] = f"upgrade from {current} to the newest offered release"
+        elif current:
+            result["reason"] = (
+                f"branch change from {current} to the newest offered release of branch {branch}"
+            )
+        else:
+            result["reason"] = "newest offered release" + (f" of branch {branch}" if branch else "")
+    if not candidates:
+        offered_list = ", ".join(releases) or "nothing"
+        wanted = f"release {requested}" if requested else (f"release of branch {branch}" if branch else "release")
+        result["error"] = (
+            f"The package sources offer no {wanted} (they offer: {offered_list}). Set nvidia_driver_branch "
+            "(and nvidia_driver_version, if set) to one they offer, or fix the package sources."
+        )
+        return result
+    result["version"]["dkms"] = candidates[0]
+    by_release: dict[str, list[str]] = {}
+    for module_version, release in (signed_modules or {}).items():
+        by_release.setdefault(release, []).append(module_version)
+    for release in candidates:
+        if release in by_release:
+            result["version"]["signed"] = release
+            result["module_version"] = _newest_first(by_release[release])[0]
+            break
+    return result
 
 
 def nvidia_driver_packages(
@@ -70,12 +253,16 @@ def nvidia_driver_packages(
     version: str,
     module_source: str,
     persistenced_version: str | None = None,
+    module_version: str | None = None,
+    follow_kernel: bool = True,
 ) -> list[dict]:
-    """The packages that install the pinned driver, one dict per package.
+    """The packages that install the chosen driver release, one dict per package.
 
-    Each entry: ``name``, ``version`` (upstream, or None when the package tracks the kernel),
-    ``spec`` (for ansible.builtin.apt), ``hold`` (pin it against upgrades), ``kind``
-    (``kernel`` or ``userspace``).
+    Each entry: ``name``, ``version`` (upstream release, the signed module package's own version,
+    or None when the package tracks the kernel), ``spec`` (for ansible.builtin.apt), ``hold`` (pin
+    it against upgrades), ``kind`` (``kernel`` or ``userspace``). ``module_version``: the signed
+    module package version built for ``version`` (``nvidia_driver_resolve``); ``follow_kernel``:
+    add the flavour metapackage that brings the modules of the next kernel.
     """
     branch = str(branch)
     if not str(version).startswith(f"{branch}."):
@@ -92,10 +279,18 @@ def nvidia_driver_packages(
             flavour = nvidia_driver_kernel_flavour(kernel_release, distribution_version)
             kernel = [
                 # Modules for the running kernel, signed by Canonical: loadable under Secure Boot now.
-                _spec(f"linux-modules-nvidia-{branch}-server-{kernel_release}", None, False, "kernel"),
-                # Metapackage that follows the flavour, so the next kernel upgrade brings its modules.
-                _spec(f"linux-modules-nvidia-{branch}-server-{flavour}", None, False, "kernel"),
+                # Built for exactly one driver release, so held together with it.
+                _spec(
+                    f"linux-modules-nvidia-{branch}-server-{kernel_release}",
+                    module_version,
+                    bool(module_version),
+                    "kernel",
+                    exact=True,
+                )
             ]
+            if follow_kernel:
+                # Metapackage that follows the flavour, so the next kernel upgrade brings its modules.
+                kernel.append(_spec(f"linux-modules-nvidia-{branch}-server-{flavour}", None, False, "kernel"))
         elif module_source == "dkms":
             kernel = [_spec(f"nvidia-dkms-{branch}-server", version, True, "kernel")]
         else:
@@ -248,6 +443,30 @@ def nvidia_driver_stale_packages(installed: list | dict, branch: str) -> list[st
     return stale
 
 
+def nvidia_driver_pending_packages(packages: list, installed: dict) -> list[str]:
+    """The apt specs (``name``, ``name=version`` or ``name=version-*``) that the installed packages
+    (``ansible_facts.packages``) do not satisfy yet: what a real run would install or change."""
+    pending = []
+    for package in packages:
+        spec = package["spec"] if isinstance(package, dict) else str(package)
+        name, _, wanted = spec.partition("=")
+        versions = [entry.get("version", "") for entry in (installed or {}).get(name, [])]
+        if not versions or (wanted and not any(fnmatch.fnmatchcase(v, wanted) for v in versions)):
+            pending.append(spec)
+    return pending
+
+
+def nvidia_repo_key_fingerprints(gpg_colons: str) -> list[str]:
+    """Fingerprints of the primary keys in ``gpg --with-colons --show-keys`` output (subkeys left out)."""
+    fingerprints, record = [], ""
+    for line in str(gpg_colons or "").splitlines():
+        fields = line.split(":")
+        if fields[0] == "fpr" and record == "pub" and len(fields) > 9:
+            fingerprints.append(fields[9].upper())
+        record = fields[0] if fields[0] != "fpr" else ""
+    return fingerprints
+
+
 class FilterModule:
     def filters(self):
         return {
@@ -258,4 +477,10 @@ class FilterModule:
             "nvidia_driver_upstream_version": nvidia_driver_upstream_version,
             "nvidia_driver_reboot_plan": nvidia_driver_reboot_plan,
             "nvidia_driver_stale_packages": nvidia_driver_stale_packages,
+            "nvidia_driver_compare_versions": nvidia_driver_compare_versions,
+            "nvidia_driver_offered_versions": nvidia_driver_offered_versions,
+            "nvidia_driver_signed_modules": nvidia_driver_signed_modules,
+            "nvidia_driver_resolve": nvidia_driver_resolve,
+            "nvidia_driver_pending_packages": nvidia_driver_pending_packages,
+            "nvidia_repo_key_fingerprints": nvidia_repo_key_fingerprints,
         }
