@@ -60,13 +60,15 @@ def container(deployment: dict) -> dict:
 
 
 def policy_for(rendered, labels: dict) -> dict:
+    """The one ingress policy of the pods with these labels (their egress allowances are separate)."""
     policies = [
         p
         for p in rendered.of_kind("NetworkPolicy")
         if p["spec"]["podSelector"].get("matchLabels", {}).items() >= labels.items()
         and p["spec"]["podSelector"].get("matchLabels")
+        and "Ingress" in p["spec"]["policyTypes"]
     ]
-    assert len(policies) == 1, f"expected one NetworkPolicy for {labels}, found {len(policies)}"
+    assert len(policies) == 1, f"expected one ingress NetworkPolicy for {labels}, found {len(policies)}"
     return policies[0]
 
 
@@ -78,6 +80,7 @@ def test_the_gateway_is_rendered(rendered):
         ("Deployment", "litellm-postgres"),
         ("Ingress", "litellm"),
         ("NetworkPolicy", "litellm-ingress"),
+        ("NetworkPolicy", "litellm-postgres-egress"),
         ("NetworkPolicy", "litellm-postgres-ingress"),
         ("PersistentVolumeClaim", "litellm-postgres"),
         ("Secret", "litellm-master-key"),
