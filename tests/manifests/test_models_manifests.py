@@ -51,11 +51,27 @@ def test_engine_args_follow_the_catalog(rendered):
 
 
 def test_weights_are_mounted_read_only_from_the_pinned_revision(rendered):
+    claims = {
+        o["metadata"]["name"]: o for o in rendered.component("vllm") if o["kind"] == "PersistentVolumeClaim"
+    }
+    volumes = {
+        o["metadata"]["name"]: o for o in rendered.component("vllm") if o["kind"] == "PersistentVolume"
+    }
     for deployment in engines(rendered):
+        model = deployment["metadata"]["labels"]["k3sllm.io/model"]
         spec = deployment["spec"]["template"]["spec"]
         (weights,) = [v for v in spec["volumes"] if v["name"] == "weights"]
-        revision_folder = weights["hostPath"]["path"].rsplit("/", 1)[-1]
-        assert len(revision_folder) == 40, weights["hostPath"]["path"]
+        # A local PersistentVolume, not an inline hostPath (Pod Security "restricted" forbids those).
+        assert weights["persistentVolumeClaim"]["readOnly"] is True
+        claim = claims[weights["persistentVolumeClaim"]["claimName"]]
+        volume = volumes[claim["spec"]["volumeName"]]
+        assert volume["spec"]["claimRef"] == {
+            "namespace": claim["metadata"]["namespace"],
+            "name": claim["metadata"]["name"],
+        }
+        model_folder, revision_folder = volume["spec"]["local"]["path"].rsplit("/", 2)[-2:]
+        assert model_folder == model
+        assert len(revision_folder) == 40, volume["spec"]["local"]["path"]
         (mount,) = [m for m in spec["containers"][0]["volumeMounts"] if m["name"] == "weights"]
         assert mount["readOnly"] is True
 
@@ -81,10 +97,19 @@ def test_only_the_switcher_and_prometheus_reach_the_engines(rendered):
         p
         for p in policies
         if p["spec"]["podSelector"].get("matchLabels", {}).get("app.kubernetes.io/name") == "vllm"
+        and "Ingress" in p["spec"]["policyTypes"]
     ]
     sources = [peer for rule in engine_policy["spec"]["ingress"] for peer in rule["from"]]
-    pod_sources = [p["podSelector"]["matchLabels"] for p in sources if "podSelector" in p]
+    # In the engines' namespace: the switcher only.
+    pod_sources = [p["podSelector"]["matchLabels"] for p in sources if "namespaceSelector" not in p]
     assert pod_sources == [{"app.kubernetes.io/name": "switcher"}]
+    # From elsewhere: Prometheus's own pods, never a whole namespace, on the engine port only.
+    port = engines(rendered)[0]["spec"]["template"]["spec"]["containers"][0]["ports"][0]["containerPort"]
+    for rule in engine_policy["spec"]["ingress"]:
+        assert rule["ports"] == [{"port": port, "protocol": "TCP"}]
+        for peer in rule["from"]:
+            if "namespaceSelector" in peer:
+                assert peer["podSelector"]["matchLabels"] == {"app.kubernetes.io/name": "prometheus"}
     # The namespace baseline denies everything else.
     assert any(p["spec"]["podSelector"] == {} and p["spec"]["policyTypes"] == ["Ingress"] for p in policies)
 

@@ -8,6 +8,7 @@ nothing here spells a cross-role name or applies a catalog default.
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -29,8 +30,16 @@ REQUIRED_SETTINGS = (
     "memory_request_gib",
     "cpu_request",
     "shm_size_gib",
+    "home_size_gib",
+    "tmp_size_gib",
+    "run_as_user",
     "prometheus_namespace",
+    "prometheus_selector",
 )
+# The engine's writable places on a read-only root filesystem: HOME holds every library cache (Hugging Face,
+# vLLM, Triton, torch compile, FlashInfer), resolved through HOME by their defaults.
+HOME = "/home/vllm"
+USER = "vllm"
 
 # The init container: after a reboot every engine starts at once and each checks free VRAM against its
 # share, so the switcher grants starts one at a time (GET /boot/<model> answers 200 when it is our turn).
@@ -59,6 +68,50 @@ def check_settings(settings: Mapping[str, Any]) -> None:
     missing = [key for key in REQUIRED_SETTINGS if key not in settings]
     if missing:
         raise EngineManifestError(f"vllm_engine_objects: settings lack {', '.join(missing)}")
+    uid = settings["run_as_user"]
+    if isinstance(uid, bool) or not isinstance(uid, int) or uid < 1:
+        raise EngineManifestError(
+            f"k3sllm_vllm_run_as_user is {uid!r}: the engines run as a non-root user, set a user id of 1 or more"
+        )
+    if not settings["prometheus_selector"]:
+        raise EngineManifestError(
+            "vllm_prometheus_pod_selector is empty: it would admit every pod of the Prometheus namespace to the "
+            "engines; set the labels of the Prometheus pods (app.kubernetes.io/name: prometheus)"
+        )
+
+
+def volume_id(model: Mapping[str, Any]) -> str:
+    """Short digest of the weights' host path: a local volume's path cannot change, so a new revision (or
+    weights folder) gets a new PersistentVolume and claim, and the old ones are pruned."""
+    return hashlib.sha256(model["engine"]["host_weights_path"].encode()).hexdigest()[:10]
+
+
+def claim_name(model: Mapping[str, Any]) -> str:
+    return f"{model['engine']['name']}-weights-{volume_id(model)}"
+
+
+def volume_name(model: Mapping[str, Any], settings: Mapping[str, Any]) -> str:
+    # Cluster-scoped: the namespace keeps two installations on one cluster apart.
+    return f"k3sllm-{settings['namespace']}-{claim_name(model)}"
+
+
+def container_security() -> dict:
+    return {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "capabilities": {"drop": ["ALL"]},
+    }
+
+
+def pod_security(settings: Mapping[str, Any]) -> dict:
+    uid = int(settings["run_as_user"])
+    # No fsGroup: it would make the kubelet change the group of every weight file on the host.
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": uid,
+        "runAsGroup": uid,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
 
 
 def memory_limit_gib(model: Mapping[str, Any], settings: Mapping[str, Any]) -> float | int:
@@ -101,6 +154,7 @@ def boot_grant_container(model: Mapping[str, Any], settings: Mapping[str, Any]) 
             {"name": "NVIDIA_VISIBLE_DEVICES", "value": "void"},
         ],
         "resources": {"requests": {"cpu": "10m", "memory": "32Mi"}, "limits": {"memory": "64Mi"}},
+        "securityContext": container_security(),
     }
 
 
@@ -117,6 +171,14 @@ def engine_container(model: Mapping[str, Any], settings: Mapping[str, Any]) -> d
             {"name": "VLLM_SERVER_DEV_MODE", "value": "1"},
             {"name": "HF_HUB_OFFLINE", "value": "1"},
             {"name": "TRANSFORMERS_OFFLINE", "value": "1"},
+            # The user id has no passwd entry in the image: libraries that ask for the user's name or home
+            # (torch's compile cache, Triton) read these.
+            {"name": "HOME", "value": HOME},
+            {"name": "USER", "value": USER},
+            {"name": "LOGNAME", "value": USER},
+            # Nothing leaves the cluster, and the usage-stats file would be written under HOME for nothing.
+            {"name": "VLLM_NO_USAGE_STATS", "value": "1"},
+            {"name": "DO_NOT_TRACK", "value": "1"},
         ],
         "ports": [{"name": "http", "containerPort": engine["port"]}],
         "resources": {
@@ -126,9 +188,12 @@ def engine_container(model: Mapping[str, Any], settings: Mapping[str, Any]) -> d
         "startupProbe": _http_probe(10, math.ceil(int(settings["startup_timeout_seconds"]) / 10)),
         "readinessProbe": _http_probe(10, 3),
         "livenessProbe": _http_probe(20, 6, timeout=10),
+        "securityContext": container_security(),
         "volumeMounts": [
             {"name": "weights", "mountPath": engine["model_path"], "readOnly": True},
             {"name": "shm", "mountPath": "/dev/shm"},
+            {"name": "home", "mountPath": HOME},
+            {"name": "tmp", "mountPath": "/tmp"},
         ],
     }
 
@@ -151,21 +216,80 @@ def deployment(model: Mapping[str, Any], settings: Mapping[str, Any]) -> dict:
                     "runtimeClassName": "nvidia",
                     "nodeSelector": dict(settings["node_selector"]),
                     "enableServiceLinks": False,
+                    # The engines never call the Kubernetes API.
+                    "automountServiceAccountToken": False,
+                    "securityContext": pod_security(settings),
                     "terminationGracePeriodSeconds": 60,
                     "initContainers": [boot_grant_container(model, settings)],
                     "containers": [engine_container(model, settings)],
                     "volumes": [
                         {
                             "name": "weights",
-                            "hostPath": {"path": engine["host_weights_path"], "type": "Directory"},
+                            "persistentVolumeClaim": {"claimName": claim_name(model), "readOnly": True},
                         },
                         {
                             "name": "shm",
                             "emptyDir": {"medium": "Memory", "sizeLimit": f"{settings['shm_size_gib']}Gi"},
                         },
+                        {"name": "home", "emptyDir": {"sizeLimit": f"{settings['home_size_gib']}Gi"}},
+                        {"name": "tmp", "emptyDir": {"sizeLimit": f"{settings['tmp_size_gib']}Gi"}},
                     ],
                 },
             },
+        },
+    }
+
+
+def weights_volume(model: Mapping[str, Any], settings: Mapping[str, Any]) -> dict:
+    """The model's weights folder on the GPU nodes as a local PersistentVolume, bound to the model's claim only.
+
+    A pod may mount it where Pod Security "restricted" forbids a hostPath volume. model_weights downloads
+    every model to the same path on every GPU node, so the volume may be used on any node the engines may
+    run on (the engines' node selector).
+    """
+    engine = model["engine"]
+    weights = int((settings.get("weight_bytes") or {}).get(model["name"], 0) or 0)
+    return {
+        "apiVersion": "v1",
+        "kind": "PersistentVolume",
+        "metadata": {"name": volume_name(model, settings), "labels": dict(engine["labels"])},
+        "spec": {
+            # Informational: a local volume enforces no size.
+            "capacity": {"storage": f"{max(1, math.ceil(weights / GIB))}Gi"},
+            "accessModes": ["ReadOnlyMany"],
+            "volumeMode": "Filesystem",
+            # Deleting the claim (a model removed, a new revision) never deletes the weights.
+            "persistentVolumeReclaimPolicy": "Retain",
+            "storageClassName": "",
+            "claimRef": {"namespace": settings["namespace"], "name": claim_name(model)},
+            "local": {"path": engine["host_weights_path"]},
+            "nodeAffinity": {
+                "required": {
+                    "nodeSelectorTerms": [
+                        {
+                            "matchExpressions": [
+                                {"key": key, "operator": "In", "values": [str(value)]}
+                                for key, value in sorted(settings["node_selector"].items())
+                            ]
+                        }
+                    ]
+                }
+            },
+        },
+    }
+
+
+def weights_claim(model: Mapping[str, Any], settings: Mapping[str, Any]) -> dict:
+    return {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": _meta(claim_name(model), settings, model["engine"]["labels"]),
+        "spec": {
+            "accessModes": ["ReadOnlyMany"],
+            # Bound by name to the model's volume, never to the cluster's default storage class.
+            "storageClassName": "",
+            "volumeName": volume_name(model, settings),
+            "resources": {"requests": {"storage": "1Mi"}},
         },
     }
 
@@ -209,6 +333,8 @@ def network_policy(settings: Mapping[str, Any]) -> dict:
             "policyTypes": ["Ingress"],
             "ingress": [
                 {"from": [{"podSelector": {"matchLabels": dict(SWITCHER_SELECTOR)}}], "ports": tcp},
+                # Prometheus's own pods, not its whole namespace. vLLM serves /metrics on its one port, so
+                # these pods could also reach the sleep routes: a NetworkPolicy narrows no further than a port.
                 {
                     "from": [
                         {
@@ -216,7 +342,8 @@ def network_policy(settings: Mapping[str, Any]) -> dict:
                                 "matchLabels": {
                                     "kubernetes.io/metadata.name": settings["prometheus_namespace"]
                                 }
-                            }
+                            },
+                            "podSelector": {"matchLabels": dict(settings["prometheus_selector"])},
                         }
                     ],
                     "ports": [dict(p) for p in tcp],
@@ -227,10 +354,17 @@ def network_policy(settings: Mapping[str, Any]) -> dict:
 
 
 def engine_objects(catalog: Sequence[Mapping[str, Any]], settings: Mapping[str, Any]) -> list[dict]:
-    """Every engine object: per model a Deployment, Service and ServiceMonitor, then the NetworkPolicy."""
+    """Every engine object: per model its weights volume and claim, Deployment, Service and ServiceMonitor,
+    then the NetworkPolicy."""
     check_settings(settings)
     objects: list[dict] = []
     for model in catalog:
-        objects += [deployment(model, settings), service(model, settings), service_monitor(model, settings)]
+        objects += [
+            weights_volume(model, settings),
+            weights_claim(model, settings),
+            deployment(model, settings),
+            service(model, settings),
+            service_monitor(model, settings),
+        ]
     objects.append(network_policy(settings))
     return objects
