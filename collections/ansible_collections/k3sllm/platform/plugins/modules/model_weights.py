@@ -206,12 +206,14 @@ from ansible.module_utils.basic import AnsibleModule
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
-from ansible_collections.k3sllm.platform.plugins.module_utils.weights import (
+from ansible_collections.k3sllm.platform.plugins.module_utils.weights.ensure import (
+    ensure_weights,
+    open_source,
+)
+from ansible_collections.k3sllm.platform.plugins.module_utils.weights.files import (
     STATE_DIR,
     WeightsError,
-    ensure_weights,
     is_commit,
-    open_source,
     target_dir,
 )
 

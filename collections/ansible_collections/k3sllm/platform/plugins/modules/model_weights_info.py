@@ -83,7 +83,8 @@ from ansible.module_utils.basic import AnsibleModule
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
-from ansible_collections.k3sllm.platform.plugins.module_utils.weights import WeightsError, describe_model
+from ansible_collections.k3sllm.platform.plugins.module_utils.weights.ensure import describe_model
+from ansible_collections.k3sllm.platform.plugins.module_utils.weights.files import WeightsError
 
 
 def main() -> None:
