@@ -83,6 +83,8 @@ class Switcher:
             app.router.add_post(path, self.proxy.handle)
         app.router.add_get("/v1/models", self.proxy.list_models)
         app.router.add_get("/v1/models/{model:.+}", self.proxy.get_model)
+        app.router.add_get("/v1/responses/{response_id}", self.proxy.handle_stored_response)
+        app.router.add_post("/v1/responses/{response_id}/cancel", self.proxy.handle_stored_response)
         app.add_routes(self.admin.routes())
         return app
 

@@ -151,6 +151,53 @@ def replace_span(body: bytearray, span: tuple[int, int], value: str) -> None:
     body[span[0] : span[1]] = json.dumps(value).encode()
 
 
+_BOUNDARY = re.compile(r'boundary=(?:"([^"]{1,70})"|([^";\s]{1,70}))', re.IGNORECASE)
+_FORM_MODEL = re.compile(
+    rb'^content-disposition:[^\r\n]*;\s*name="?model"?\s*(?:;|$)', re.IGNORECASE | re.MULTILINE
+)
+
+
+def find_form_model(body: bytes | bytearray, content_type: str) -> tuple[str, tuple[int, int]]:
+    """The ``model`` field of a ``multipart/form-data`` body (the audio routes) and its byte span.
+
+    Each part is found with ``bytes.find`` (no copy of the audio); raises ``BodyError`` (400) without a
+    boundary, without a ``model`` field, with two of them, or with one that is not UTF-8 text.
+    """
+    match = _BOUNDARY.search(content_type)
+    if match is None:
+        raise BodyError(400, "a multipart body needs a boundary in its Content-Type", "invalid_multipart")
+    delimiter = b"--" + (match.group(1) or match.group(2)).encode("latin-1")
+    found: tuple[int, int] | None = None
+    at = body.find(delimiter)
+    while at != -1:
+        headers_start = at + len(delimiter)
+        if body[headers_start : headers_start + 2] == b"--":
+            break  # the closing delimiter
+        headers_end = body.find(b"\r\n\r\n", headers_start)
+        if headers_end == -1:
+            break
+        value_start = headers_end + 4
+        end = body.find(b"\r\n" + delimiter, value_start)
+        if end == -1:
+            raise BodyError(400, "the multipart body is not terminated", "invalid_multipart")
+        if _FORM_MODEL.search(bytes(body[headers_start:headers_end])):
+            if found is not None:
+                raise BodyError(400, "the form has more than one `model` field", "duplicate_model", "model")
+            found = (value_start, end)
+        at = end + 2
+    if found is None:
+        raise BodyError(400, "the form has no `model` field: name the model to use", "missing_model", "model")
+    try:
+        return bytes(body[found[0] : found[1]]).decode().strip(), found
+    except UnicodeDecodeError:
+        raise BodyError(400, "`model` is not UTF-8 text", "invalid_model", "model") from None
+
+
+def replace_form_value(body: bytearray, span: tuple[int, int], value: str) -> None:
+    """Rewrite one form field's value in place (an alias to the served name)."""
+    body[span[0] : span[1]] = value.encode()
+
+
 class ByteBudget:
     """Bytes of request bodies the switcher holds at once, across all requests (FIFO waiters)."""
 

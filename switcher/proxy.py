@@ -16,13 +16,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import time
+from collections import OrderedDict
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import aiohttp
 from aiohttp import web
 
-from .body import BodyError, ByteBudget, find_model, replace_span
+from .body import BodyError, ByteBudget, find_form_model, find_model, replace_form_value, replace_span
 from .config import Limits
 from .manager import Manager
 from .metrics import Metrics
@@ -58,6 +61,9 @@ MODEL_ROUTES = (
     "/v1/embeddings",
     "/v1/responses",
     "/v1/messages",
+    "/v1/messages/count_tokens",
+    "/v1/audio/transcriptions",  # multipart/form-data: `model` is a form field
+    "/v1/audio/translations",
     "/tokenize",
     "/detokenize",
     "/pooling",
@@ -68,6 +74,12 @@ MODEL_ROUTES = (
     "/v1/rerank",
     "/v2/rerank",
 )
+# Responses the switcher saw created, by id, so `GET /v1/responses/{id}` (and its cancel) reach the
+# engine that holds them; the oldest are forgotten past this many.
+RESPONSE_IDS_KEPT = 10_000
+_RESPONSE_ID = re.compile(rb'"id"\s*:\s*"(resp_[A-Za-z0-9_-]{1,128})"')
+# A response's id is in the first bytes of its answer (JSON, or the first stream event).
+_RESPONSE_ID_WITHIN = 4096
 _DONE = b"data: [DONE]"
 # Bodies above this are scanned for `model` in a worker thread, so the event loop keeps serving.
 _SCAN_INLINE_BYTES = 256 * 1024
@@ -115,6 +127,7 @@ class Proxy:
         # In-flight forwards by model, so a drain that gives up can end them (see _watch_drains).
         self._forwards: dict[str, dict[asyncio.Task, _Exchange]] = {name: {} for name in manager.models}
         self._drain_started: dict[str, float] = {}
+        self.responses: OrderedDict[str, str] = OrderedDict()  # response id -> model name
 
     def close(self) -> None:
         self._scanner.shutdown(wait=False, cancel_futures=True)
@@ -176,14 +189,16 @@ class Proxy:
                 )
             except _TooLarge:
                 return self._too_large(request, ex)
+            form = request.content_type == "multipart/form-data"
             try:
-                scan = (body, limits.max_json_depth, limits.max_json_elements)
-                if len(body) > _SCAN_INLINE_BYTES:
+                if form:
+                    name, span = find_form_model(body, request.headers.get("Content-Type", ""))
+                elif len(body) > _SCAN_INLINE_BYTES:
                     name, span = await asyncio.get_running_loop().run_in_executor(
-                        self._scanner, find_model, *scan
+                        self._scanner, find_model, body, limits.max_json_depth, limits.max_json_elements
                     )
                 else:
-                    name, span = find_model(*scan)
+                    name, span = find_model(body, limits.max_json_depth, limits.max_json_elements)
             except BodyError as exc:
                 self._count(ex, exc.status)
                 return openai_error(exc.status, exc.message, "invalid_request_error", exc.code, exc.param)
@@ -204,31 +219,78 @@ class Proxy:
             if name != served:
                 # An alias (or a switcher name that differs from --served-model-name): vLLM only
                 # knows its served name. The value is replaced in place; the rest stays as sent.
-                replace_span(body, span, served)
-            if not self.manager.try_admit(m):
-                try:
-                    await self.manager.wait_admitted(m)
-                except Unavailable as exc:
-                    self._count(ex, 503)
-                    return openai_error(
-                        503,
-                        exc.message,
-                        "service_unavailable",
-                        exc.code,
-                        **{"Retry-After": str(exc.retry_after)},
-                    )
-            task = asyncio.current_task()
-            assert task is not None
-            forwards = self._forwards[m.name]
-            forwards[task] = ex
-            try:
-                return await self._forward(request, m, body, ex, release_body)
-            finally:
-                forwards.pop(task, None)
-                self.manager.release(m)
+                (replace_form_value if form else replace_span)(body, span, served)
+            return await self._admit_and_forward(request, m, body, ex, release_body)
         finally:
             if reserved:
                 self.budget.release(reserved)
+
+    async def _admit_and_forward(
+        self,
+        request: web.Request,
+        m: ModelRuntime,
+        body: bytearray,
+        ex: _Exchange,
+        release_body: Callable[[], None],
+    ) -> web.StreamResponse:
+        if not self.manager.try_admit(m):
+            try:
+                await self.manager.wait_admitted(m)
+            except Unavailable as exc:
+                self._count(ex, 503)
+                return openai_error(
+                    503,
+                    exc.message,
+                    "service_unavailable",
+                    exc.code,
+                    **{"Retry-After": str(exc.retry_after)},
+                )
+        task = asyncio.current_task()
+        assert task is not None
+        forwards = self._forwards[m.name]
+        forwards[task] = ex
+        try:
+            return await self._forward(request, m, body, ex, release_body)
+        finally:
+            forwards.pop(task, None)
+            self.manager.release(m)
+
+    async def handle_stored_response(self, request: web.Request) -> web.StreamResponse:
+        """``GET /v1/responses/{id}`` and ``POST /v1/responses/{id}/cancel``: no model in the request,
+        so the response's id says which engine holds it (recorded when the switcher forwarded it)."""
+        ex = _Exchange()
+        try:
+            response_id = request.match_info["response_id"]
+            name = self.responses.get(response_id)
+            if name is None:
+                self._count(ex, 404)
+                shown = response_id if len(response_id) <= 200 else "(a long id)"
+                return openai_error(
+                    404,
+                    f"Response with id '{shown}' not found.",
+                    "invalid_request_error",
+                    "response_not_found",
+                    "response_id",
+                )
+            m = self.manager.models[name]
+            ex.label = m.name
+            return await self._admit_and_forward(request, m, bytearray(), ex, lambda: None)
+        except asyncio.CancelledError:
+            self._count(ex, 200 if ex.delivered else CLIENT_CLOSED)
+            raise
+
+    def _remember_response(self, request: web.Request, m: ModelRuntime, head: bytes) -> bool:
+        """Record the id of a response created through ``POST /v1/responses``; True once found."""
+        if request.path != "/v1/responses":
+            return True
+        match = _RESPONSE_ID.search(head, 0, _RESPONSE_ID_WITHIN)
+        if match is None:
+            return len(head) >= _RESPONSE_ID_WITHIN
+        self.responses[match.group(1).decode()] = m.name
+        self.responses.move_to_end(match.group(1).decode())
+        while len(self.responses) > RESPONSE_IDS_KEPT:
+            self.responses.popitem(last=False)
+        return True
 
     async def _read_body(
         self, request: web.Request, declared: int | None, ex: _Exchange
@@ -291,7 +353,7 @@ class Proxy:
         session = self.session
         assert session is not None
         try:
-            upstream_cm = session.post(url, data=body, headers=headers)
+            upstream_cm = session.request(request.method, url, data=body, headers=headers)
             upstream = await upstream_cm.__aenter__()
         except (aiohttp.ClientConnectorError, aiohttp.ServerDisconnectedError) as exc:
             # Nothing reached the client yet: answer clearly and re-learn the engine's state.
@@ -315,6 +377,8 @@ class Proxy:
                 data = await upstream.read()
             except aiohttp.ClientError as exc:
                 return self._engine_failed(m, ex, exc)
+            if upstream.status == 200:
+                self._remember_response(request, m, data[:_RESPONSE_ID_WITHIN])
             out = web.StreamResponse(status=upstream.status)
             for key in _PASS_BACK:
                 if key in upstream.headers:
@@ -378,6 +442,8 @@ class Proxy:
             self._count(ex, CLIENT_CLOSED)
             return out
         tail = b""
+        head = b""
+        looking = upstream.status == 200  # for a new response's id, in the first bytes
         chunks = upstream.content.iter_any()
         while True:
             try:
@@ -403,6 +469,9 @@ class Proxy:
                 # A client-side reset, not an engine failure: no probe, counted as 499.
                 self._count(ex, CLIENT_CLOSED)
                 return out
+            if looking:
+                head = (head + chunk)[:_RESPONSE_ID_WITHIN]
+                looking = not self._remember_response(request, m, head)
             tail = (tail + chunk)[-64:]
             if _DONE in tail:
                 ex.delivered = True

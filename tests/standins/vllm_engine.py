@@ -37,6 +37,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import email
+import email.policy
 import hashlib
 import json
 import socket
@@ -156,6 +158,7 @@ class VllmEngineStandIn:
         self._restart_task: asyncio.Task | None = None
         self.start_error: str | None = None
         self.last_raw_body = b""  # the bytes of the last OpenAI request, as the switcher sent them
+        self.stored_responses: set[str] = set()  # ids of the responses this engine made
 
     @property
     def base_url(self) -> str:
@@ -211,6 +214,10 @@ class VllmEngineStandIn:
                 web.post("/v1/completions", self._completions),
                 web.post("/v1/embeddings", self._embeddings),
                 web.post("/v1/responses", self._responses),
+                web.get("/v1/responses/{response_id}", self._stored_response),
+                web.post("/v1/responses/{response_id}/cancel", self._stored_response),
+                web.post("/v1/audio/transcriptions", self._transcription),
+                web.post("/v1/audio/translations", self._transcription),
                 web.post("/tokenize", self._tokenize),
             ]
         )
@@ -519,9 +526,11 @@ class VllmEngineStandIn:
             return body
         self.stats.served += 1
         text = f"[{self.name}] " + "".join(self._word(i) for i in range(self.timings.default_tokens))
+        rid = "resp_" + uuid.uuid4().hex[:16]
+        self.stored_responses.add(rid)  # as vLLM with VLLM_ENABLE_RESPONSES_API_STORE=1 keeps it
         return web.json_response(
             {
-                "id": "resp_" + uuid.uuid4().hex[:16],
+                "id": rid,
                 "object": "response",
                 "model": self.name,
                 "status": "completed",
@@ -534,6 +543,50 @@ class VllmEngineStandIn:
                 ],
             }
         )
+
+    async def _stored_response(self, request: web.Request) -> web.Response:
+        """``GET /v1/responses/{id}`` (and its cancel): only this engine knows the responses it made."""
+        if self.state == "sleeping":
+            self.stats.requests_while_sleeping += 1
+            await self._awake.wait()
+        rid = request.match_info["response_id"]
+        if rid not in self.stored_responses:
+            return web.json_response(
+                {
+                    "error": {
+                        "message": f"Response with id '{rid}' not found.",
+                        "type": "NotFoundError",
+                        "code": 404,
+                    }
+                },
+                status=404,
+            )
+        self.stats.served += 1
+        status = "cancelled" if request.method == "POST" else "completed"
+        return web.json_response({"id": rid, "object": "response", "model": self.name, "status": status})
+
+    async def _transcription(self, request: web.Request) -> web.Response:
+        """The audio routes take multipart/form-data: a `file` part and a `model` field."""
+        self.last_raw_body = await request.read()
+        # Parsed by the standard library's MIME parser (not the switcher's scan it checks).
+        message = email.message_from_bytes(
+            b"Content-Type: " + request.headers["Content-Type"].encode() + b"\r\n\r\n" + self.last_raw_body,
+            policy=email.policy.HTTP,
+        )
+        form = {
+            part.get_param("name", header="content-disposition"): part.get_payload(decode=True)
+            for part in message.iter_parts()
+        }
+        if self.state == "sleeping":
+            self.stats.requests_while_sleeping += 1
+            await self._awake.wait()
+        model = (form.get("model") or b"").decode()
+        if model != self.name:
+            return web.json_response(
+                {"error": {"message": f"The model `{model}` does not exist.", "code": 404}}, status=404
+            )
+        self.stats.served += 1
+        return web.json_response({"text": f"[{self.name}] {len(form.get('file') or b'')} bytes of audio"})
 
     async def _tokenize(self, request: web.Request) -> web.Response:
         body = await self._admit(request)
