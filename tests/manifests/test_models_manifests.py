@@ -46,8 +46,21 @@ def test_engine_args_follow_the_catalog(rendered):
     for deployment in engines(rendered):
         model = deployment["metadata"]["labels"]["k3sllm.io/model"]
         args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
-        assert f"--served-model-name={model}" in args
+        assert f"--served-model-name={config[model].get('served_name', model)}" in args
         assert f"--gpu-memory-utilization={config[model]['gpu_memory_utilization']}" in args
+
+
+def test_served_name_flows_from_the_catalog_to_the_engine_and_the_switcher(rendered):
+    """The switcher rewrites a request's model to the name the engine serves: both come from one field."""
+    inventory = {m["name"]: m for m in rendered.catalog}
+    switcher = {m["name"]: m for m in catalog(rendered)["models"]}
+    for deployment in engines(rendered):
+        model = deployment["metadata"]["labels"]["k3sllm.io/model"]
+        args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+        (served,) = [a.split("=", 1)[1] for a in args if a.startswith("--served-model-name=")]
+        assert switcher[model].get("served_name", model) == served
+        if "served_name" in inventory[model]:
+            assert served == inventory[model]["served_name"] != model
 
 
 def test_weights_are_mounted_read_only_from_the_pinned_revision(rendered):

@@ -37,6 +37,7 @@ MODEL_MOUNT_ROOT = "/models"
 REQUIRED = ("name", "repo", "revision", "gpu_memory_utilization", "max_model_len")
 # The one place catalog defaults live. None: not set, the consumer leaves the setting out.
 DEFAULTS: dict[str, Any] = {
+    "served_name": None,
     "allow_patterns": None,
     "ignore_patterns": None,
     "dtype": "auto",
@@ -167,7 +168,7 @@ def engine_args(model: Mapping[str, Any], port: int) -> list[str]:
     """``vllm serve`` arguments for a model with its defaults applied."""
     args = [
         f"{MODEL_MOUNT_ROOT}/{model['name']}",
-        f"--served-model-name={model['name']}",
+        f"--served-model-name={model['served_name'] or model['name']}",
         "--host=0.0.0.0",
         f"--port={int(port)}",
         "--enable-sleep-mode",
@@ -192,6 +193,8 @@ def switcher_entry(model: Mapping[str, Any], base_url: str) -> dict[str, Any]:
         "awake_by_default": bool(model["awake_by_default"]),
         "priority": int(model["priority"]),
     }
+    if model["served_name"]:
+        entry["served_name"] = model["served_name"]
     if float(model["idle_ttl_seconds"] or 0) > 0:
         entry["idle_ttl_seconds"] = model["idle_ttl_seconds"]
     entry["gpu_memory_utilization"] = model["gpu_memory_utilization"]

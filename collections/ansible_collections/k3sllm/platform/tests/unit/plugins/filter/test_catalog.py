@@ -113,6 +113,16 @@ def test_optional_fields_reach_the_engine_and_the_switcher():
     assert record["capacity"]["awake_by_default"] is True
 
 
+def test_served_name_reaches_the_engine_and_the_switcher():
+    named, plain = normalise([model("llama", served_name="meta-llama/Llama-3.1-8B-Instruct"), model("qwen")])
+    assert "--served-model-name=meta-llama/Llama-3.1-8B-Instruct" in named["engine"]["args"]
+    assert named["switcher"]["served_name"] == "meta-llama/Llama-3.1-8B-Instruct"
+    # Object names and the weights folder keep the catalog name.
+    assert named["engine"]["name"] == "vllm-llama" and named["engine"]["model_path"] == "/models/llama"
+    assert "--served-model-name=qwen" in plain["engine"]["args"]
+    assert "served_name" not in plain["switcher"]
+
+
 def test_zero_idle_ttl_is_left_out_of_the_switcher_entry():
     (record,) = normalise([model(idle_ttl_seconds=0)])
     assert "idle_ttl_seconds" not in record["switcher"]
