@@ -3,14 +3,24 @@
 from __future__ import annotations
 
 import copy
+import functools
 import re
+import traceback
+from typing import Any
 
-import yaml
+try:
+    import yaml
+except ImportError:  # a module reports it with missing_required_lib instead of a traceback
+    HAS_YAML = False
+    YAML_IMPORT_ERROR: str | None = traceback.format_exc()
+else:
+    HAS_YAML = True
+    YAML_IMPORT_ERROR = None
 
 REDACTED = "<redacted: set at apply time from vault or a generated secret>"
 
 
-def file_name(obj: dict, index: int) -> str:
+def file_name(obj: dict[str, Any], index: int) -> str:
     """A stable, readable file name for one object in a render folder."""
     meta = obj.get("metadata", {})
     parts = [f"{index:02d}", obj.get("kind", "object").lower()]
@@ -20,7 +30,7 @@ def file_name(obj: dict, index: int) -> str:
     return re.sub(r"[^a-z0-9.-]+", "-", "-".join(parts).lower()) + ".yml"
 
 
-def redact_secrets(objects: list[dict]) -> list[dict]:
+def redact_secrets(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Replace Secret values so a GitOps export never holds a password in plain text."""
     result = []
     for obj in objects:
@@ -33,18 +43,25 @@ def redact_secrets(objects: list[dict]) -> list[dict]:
     return result
 
 
-class _BlockDumper(yaml.SafeDumper):
-    """Multi-line strings (chart values, scripts, dashboards) as readable ``|`` blocks."""
+@functools.cache
+def _block_dumper() -> Any:
+    """A SafeDumper writing multi-line strings (chart values, scripts, dashboards) as readable ``|`` blocks.
+
+    Built on first use, so importing this file needs no PyYAML."""
+
+    class BlockDumper(yaml.SafeDumper):
+        pass
+
+    def represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
+        style = "|" if "\n" in value and not value.endswith((" ", "\t")) else None
+        return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+    BlockDumper.add_representer(str, represent_str)
+    return BlockDumper
 
 
-def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
-    style = "|" if "\n" in value and not value.endswith((" ", "\t")) else None
-    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
-
-
-_BlockDumper.add_representer(str, _represent_str)
-
-
-def to_yaml(obj: dict) -> str:
+def to_yaml(obj: dict[str, Any]) -> str:
     """One YAML document, keys in the template's order."""
-    return "---\n" + yaml.dump(obj, Dumper=_BlockDumper, sort_keys=False, default_flow_style=False, width=120)
+    return "---\n" + yaml.dump(
+        obj, Dumper=_block_dumper(), sort_keys=False, default_flow_style=False, width=120
+    )

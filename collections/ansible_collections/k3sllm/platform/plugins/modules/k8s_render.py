@@ -1,4 +1,6 @@
 #!/usr/bin/python
+# Copyright: k3sllm contributors
+# SPDX-License-Identifier: Apache-2.0
 """Ansible module: write Kubernetes objects to a folder, one file each (GitOps export)."""
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ description:
     always mirrors the current inventory.
   - Only files whose content differs are written; check mode reports what would change.
 version_added: 0.1.0
-author: k3sllm maintainers
+author: k3sllm maintainers (!UNKNOWN)
 options:
   dest:
     description: Folder to write to; created when missing.
@@ -29,8 +31,10 @@ options:
     required: true
 attributes:
   check_mode:
+    description: Reports which files would be written or removed, and writes nothing.
     support: full
   diff_mode:
+    description: No diff is shown; RV(written) and RV(removed) name the files that change.
     support: none
 """
 
@@ -62,9 +66,11 @@ files:
 
 import os
 
-from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.k3sllm.platform.plugins.module_utils.k8s_objects import (
+    HAS_YAML,
+    YAML_IMPORT_ERROR,
     file_name,
     redact_secrets,
     to_yaml,
@@ -98,6 +104,8 @@ def main() -> None:
         },
         supports_check_mode=True,
     )
+    if not HAS_YAML:
+        module.fail_json(msg=missing_required_lib("PyYAML"), exception=YAML_IMPORT_ERROR)
     dest = module.params["dest"]
     desired, to_write, to_remove = plan(dest, module.params["objects"])
     changed = bool(to_write or to_remove)

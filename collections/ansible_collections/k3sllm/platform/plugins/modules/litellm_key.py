@@ -1,4 +1,6 @@
 #!/usr/bin/python
+# Copyright: k3sllm contributors
+# SPDX-License-Identifier: Apache-2.0
 """Ansible module: one LiteLLM virtual key, identified by its alias, through LiteLLM's admin API."""
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ description:
     LiteLLM's C(/key/regenerate) route does this in place, but in LiteLLM 1.108 it is an Enterprise
     (licensed) feature, so this module does not use it.
 version_added: 0.1.0
-author: k3sllm maintainers
+author: k3sllm maintainers (!UNKNOWN)
 options:
   alias:
     description: The key's alias (C(key_alias) in LiteLLM), for example C(alice-laptop).
@@ -81,9 +83,11 @@ extends_documentation_fragment:
   - k3sllm.platform.litellm_admin
 attributes:
   check_mode:
+    description: Reports what would change without changing it.
     support: full
     details: Reads the key and its team from LiteLLM; changes nothing, writes no file.
   diff_mode:
+    description: Shows the key's settings before and after (never its value).
     support: full
 """
 

@@ -1,4 +1,6 @@
 #!/usr/bin/python
+# Copyright: k3sllm contributors
+# SPDX-License-Identifier: Apache-2.0
 """Ansible module: one LiteLLM team, identified by its alias, through LiteLLM's admin API."""
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ description:
   - Reports C(changed) only when a setting differs. Settings the task leaves out are left as they are,
     unless O(purge) is set. In check mode it reports what would change and changes nothing.
 version_added: 0.1.0
-author: k3sllm maintainers
+author: k3sllm maintainers (!UNKNOWN)
 options:
   alias:
     description: The team's alias (C(team_alias) in LiteLLM), for example C(research).
@@ -63,9 +65,11 @@ extends_documentation_fragment:
   - k3sllm.platform.litellm_admin
 attributes:
   check_mode:
+    description: Reports what would change without changing it.
     support: full
     details: Reads the team from LiteLLM; changes nothing.
   diff_mode:
+    description: Shows the team's settings before and after.
     support: full
 """
 

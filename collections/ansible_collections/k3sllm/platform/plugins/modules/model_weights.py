@@ -1,4 +1,6 @@
 #!/usr/bin/python
+# Copyright: k3sllm contributors
+# SPDX-License-Identifier: Apache-2.0
 """Ansible module: download and verify a pinned model snapshot from the Hugging Face Hub."""
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ description:
     rate and ETA) while it runs; the k3sllm C(model_weights) role does this.
   - For airgapped hosts, O(offline_source) takes a snapshot folder or tarball instead of the Hub.
 version_added: 0.1.0
-author: k3sllm maintainers
+author: k3sllm maintainers (!UNKNOWN)
 requirements:
   - huggingface_hub >= 2.0 on the managed host (not needed with O(offline_source))
 options:
@@ -100,9 +102,11 @@ options:
     type: path
 attributes:
   check_mode:
+    description: Reports which files would be fetched (RV(would_fetch)) and writes nothing.
     support: full
     details: Contacts the Hub (read-only) to list files; writes nothing.
   diff_mode:
+    description: No diff; RV(fetched) and RV(repaired) name the files that changed.
     support: none
 notes:
   - Xet-backed files are fetched through the Hub's HTTP resolve endpoint (which serves them), not the hf_xet protocol.
@@ -163,7 +167,7 @@ would_fetch:
   type: list
   elements: str
 bytes_to_fetch:
-  description: Size of O(would_fetch).
+  description: Size of RV(would_fetch).
   returned: always
   type: int
 bytes_fetched:
@@ -180,7 +184,7 @@ duration_seconds:
   returned: always
   type: float
 throughput_bytes_per_second:
-  description: O(bytes_fetched) over O(duration_seconds).
+  description: RV(bytes_fetched) over RV(duration_seconds).
   returned: always
   type: int
 source:

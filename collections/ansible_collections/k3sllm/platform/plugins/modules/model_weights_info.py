@@ -1,4 +1,6 @@
 #!/usr/bin/python
+# Copyright: k3sllm contributors
+# SPDX-License-Identifier: Apache-2.0
 """Ansible module: weight sizes of catalog models from the Hub's listing, without downloading."""
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ description:
     the offline source of O(offline_sources), else the Hub's listing.
   - Makes no changes, so it is safe in check mode.
 version_added: 0.1.0
-author: k3sllm maintainers
+author: k3sllm maintainers (!UNKNOWN)
 requirements:
   - huggingface_hub >= 2.0 on the managed host for models not yet downloaded and without an offline source
 options:
@@ -71,7 +73,7 @@ present_bytes:
   returned: always
   type: dict
 total_bytes:
-  description: Sum of O(weight_bytes).
+  description: Sum of RV(weight_bytes).
   returned: always
   type: int
 """

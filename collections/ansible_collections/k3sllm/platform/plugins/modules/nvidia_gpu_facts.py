@@ -1,4 +1,6 @@
 #!/usr/bin/python
+# Copyright: k3sllm contributors
+# SPDX-License-Identifier: Apache-2.0
 """Ansible module: facts about NVIDIA GPUs from nvidia-smi and the PCI bus."""
 
 from __future__ import annotations
@@ -13,10 +15,10 @@ description:
   - Runs C(nvidia-smi -q -x) when it is present and parses the XML into driver and CUDA versions and
     one entry per GPU (name, UUID, memory, MIG mode).
   - A missing driver, or a driver that does not answer (for example after a package upgrade and
-    before the reboot), is not an error; O(gpu_present) is then false and O(driver_error) says why.
+    before the reboot), is not an error; RV(gpu_present) is then false and RV(driver_error) says why.
   - Makes no changes, so it is safe in check mode.
 version_added: 0.1.0
-author: k3sllm maintainers
+author: k3sllm maintainers (!UNKNOWN)
 options:
   nvidia_smi_path:
     description: Path or name of the nvidia-smi binary.

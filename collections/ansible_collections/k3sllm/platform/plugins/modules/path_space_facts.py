@@ -1,4 +1,6 @@
 #!/usr/bin/python
+# Copyright: k3sllm contributors
+# SPDX-License-Identifier: Apache-2.0
 """Ansible module: free space on the file system that will hold a path."""
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ description:
   - Unlike the C(mounts) fact, this works for bind mounts, overlays and containers.
   - Makes no changes, so it is safe in check mode.
 version_added: 0.1.0
-author: k3sllm maintainers
+author: k3sllm maintainers (!UNKNOWN)
 options:
   path:
     description: The path whose file system to measure.

@@ -1,4 +1,6 @@
 #!/usr/bin/python
+# Copyright: k3sllm contributors
+# SPDX-License-Identifier: Apache-2.0
 """Ansible module: is the host booted with UEFI Secure Boot enforcing?"""
 
 from __future__ import annotations
@@ -10,11 +12,11 @@ short_description: Report UEFI and Secure Boot state from efivarfs
 description:
   - Reads the C(SecureBoot) and C(SetupMode) EFI variables from efivarfs, which needs no extra
     package (C(mokutil) is not required).
-  - A host booted in legacy BIOS mode has no EFI variables; it reports O(uefi=false) and Secure Boot
+  - A host booted in legacy BIOS mode has no EFI variables; it reports RV(uefi=false) and Secure Boot
     disabled.
   - Makes no changes, so it is safe in check mode.
 version_added: 0.1.0
-author: k3sllm maintainers
+author: k3sllm maintainers (!UNKNOWN)
 options:
   efivars_path:
     description: Folder of EFI variables; tests point it at a fake tree.

@@ -83,7 +83,7 @@ class FolderSource:
     def _hf_metadata(self, path: str) -> tuple[str | None, str | None, str | None]:
         meta = self.root / ".cache" / "huggingface" / "download" / f"{path}.metadata"
         try:
-            commit, etag, *_ = meta.read_text().splitlines()
+            commit, etag = meta.read_text().splitlines()[:2]
         except (OSError, ValueError):
             return None, None, None
         sha256, blob = _digest_from_etag(etag)

@@ -132,7 +132,7 @@ def test_a_value_that_cannot_be_saved_takes_the_new_key_back(tmp_path, proxy, ru
     )
     assert result["failed"] is True
     assert "No space left on device" in result["msg"] and "deleted again" in result["msg"]
-    assert [path for _, path in writes(recorder)] == ["/key/generate", "/key/delete"]
+    assert [path for _method, path in writes(recorder)] == ["/key/generate", "/key/delete"]
     assert recorder.keys == {}
 
 
