@@ -71,5 +71,5 @@ def capacity_plan(
 
 
 class FilterModule:
-    def filters(self) -> dict:
+    def filters(self) -> dict[str, Any]:
         return {"capacity_plan": capacity_plan}

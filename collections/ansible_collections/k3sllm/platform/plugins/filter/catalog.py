@@ -70,7 +70,7 @@ def catalog_unpinned(models: Sequence[Mapping[str, Any]]) -> list[dict[str, str]
 
 
 class FilterModule:
-    def filters(self) -> dict:
+    def filters(self) -> dict[str, Any]:
         return {
             "catalog_normalise": catalog_normalise,
             "catalog_switcher_models": catalog_switcher_models,

@@ -19,7 +19,9 @@ from ansible_collections.k3sllm.platform.plugins.plugin_utils.engines import (
 )
 
 
-def vllm_engine_objects(catalog: Sequence[Mapping[str, Any]], settings: Mapping[str, Any]) -> list[dict]:
+def vllm_engine_objects(
+    catalog: Sequence[Mapping[str, Any]], settings: Mapping[str, Any]
+) -> list[dict[str, Any]]:
     if not isinstance(settings, Mapping):
         raise AnsibleFilterError(
             f"vllm_engine_objects: settings must be a mapping, not {type(settings).__name__}"
@@ -31,5 +33,5 @@ def vllm_engine_objects(catalog: Sequence[Mapping[str, Any]], settings: Mapping[
 
 
 class FilterModule:
-    def filters(self) -> dict:
+    def filters(self) -> dict[str, Any]:
         return {"vllm_engine_objects": vllm_engine_objects}

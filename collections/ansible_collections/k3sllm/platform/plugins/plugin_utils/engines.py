@@ -95,7 +95,7 @@ def volume_name(model: Mapping[str, Any], settings: Mapping[str, Any]) -> str:
     return f"k3sllm-{settings['namespace']}-{claim_name(model)}"
 
 
-def container_security() -> dict:
+def container_security() -> dict[str, Any]:
     return {
         "allowPrivilegeEscalation": False,
         "readOnlyRootFilesystem": True,
@@ -103,7 +103,7 @@ def container_security() -> dict:
     }
 
 
-def pod_security(settings: Mapping[str, Any]) -> dict:
+def pod_security(settings: Mapping[str, Any]) -> dict[str, Any]:
     uid = int(settings["run_as_user"])
     # No fsGroup: it would make the kubelet change the group of every weight file on the host.
     return {
@@ -114,27 +114,32 @@ def pod_security(settings: Mapping[str, Any]) -> dict:
     }
 
 
+def _gib_number(value: Any) -> float | int:
+    """A size as written (12 stays 12Gi, 12.5 stays 12.5Gi)."""
+    return value if isinstance(value, int) else float(value)
+
+
 def memory_limit_gib(model: Mapping[str, Any], settings: Mapping[str, Any]) -> float | int:
     """The catalog's memory_limit_gib, else the downloaded weights plus headroom, else the default.
 
     At sleep level 1 the weights move to pinned host RAM inside this pod's memory cgroup.
     """
     if model.get("memory_limit_gib") is not None:
-        return model["memory_limit_gib"]
+        return _gib_number(model["memory_limit_gib"])
     weights = int((settings.get("weight_bytes") or {}).get(model["name"], 0) or 0)
     if weights:
         return math.ceil(weights / GIB + float(settings["memory_headroom_gib"]))
-    return settings["memory_limit_default_gib"]
+    return _gib_number(settings["memory_limit_default_gib"])
 
 
-def _meta(name: str, settings: Mapping[str, Any], labels: Mapping[str, str] | None = None) -> dict:
+def _meta(name: str, settings: Mapping[str, Any], labels: Mapping[str, str] | None = None) -> dict[str, Any]:
     meta: dict[str, Any] = {"name": name, "namespace": settings["namespace"]}
     if labels is not None:
         meta["labels"] = dict(labels)
     return meta
 
 
-def _http_probe(period: int, failures: int, timeout: int | None = None) -> dict:
+def _http_probe(period: int, failures: int, timeout: int | None = None) -> dict[str, Any]:
     # A sleeping engine still answers /health, so sleeping never fails a probe.
     probe: dict[str, Any] = {"httpGet": {"path": "/health", "port": "http"}, "periodSeconds": period}
     if timeout is not None:
@@ -143,7 +148,7 @@ def _http_probe(period: int, failures: int, timeout: int | None = None) -> dict:
     return probe
 
 
-def boot_grant_container(model: Mapping[str, Any], settings: Mapping[str, Any]) -> dict:
+def boot_grant_container(model: Mapping[str, Any], settings: Mapping[str, Any]) -> dict[str, Any]:
     return {
         "name": "wait-for-boot-grant",
         "image": settings["image"],
@@ -158,7 +163,7 @@ def boot_grant_container(model: Mapping[str, Any], settings: Mapping[str, Any]) 
     }
 
 
-def engine_container(model: Mapping[str, Any], settings: Mapping[str, Any]) -> dict:
+def engine_container(model: Mapping[str, Any], settings: Mapping[str, Any]) -> dict[str, Any]:
     engine = model["engine"]
     return {
         "name": "vllm",
@@ -198,7 +203,7 @@ def engine_container(model: Mapping[str, Any], settings: Mapping[str, Any]) -> d
     }
 
 
-def deployment(model: Mapping[str, Any], settings: Mapping[str, Any]) -> dict:
+def deployment(model: Mapping[str, Any], settings: Mapping[str, Any]) -> dict[str, Any]:
     engine = model["engine"]
     labels = engine["labels"]
     return {
@@ -240,7 +245,7 @@ def deployment(model: Mapping[str, Any], settings: Mapping[str, Any]) -> dict:
     }
 
 
-def weights_volume(model: Mapping[str, Any], settings: Mapping[str, Any]) -> dict:
+def weights_volume(model: Mapping[str, Any], settings: Mapping[str, Any]) -> dict[str, Any]:
     """The model's weights folder on the GPU nodes as a local PersistentVolume, bound to the model's claim only.
 
     A pod may mount it where Pod Security "restricted" forbids a hostPath volume. model_weights downloads
@@ -279,7 +284,7 @@ def weights_volume(model: Mapping[str, Any], settings: Mapping[str, Any]) -> dic
     }
 
 
-def weights_claim(model: Mapping[str, Any], settings: Mapping[str, Any]) -> dict:
+def weights_claim(model: Mapping[str, Any], settings: Mapping[str, Any]) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
         "kind": "PersistentVolumeClaim",
@@ -294,7 +299,7 @@ def weights_claim(model: Mapping[str, Any], settings: Mapping[str, Any]) -> dict
     }
 
 
-def service(model: Mapping[str, Any], settings: Mapping[str, Any]) -> dict:
+def service(model: Mapping[str, Any], settings: Mapping[str, Any]) -> dict[str, Any]:
     engine = model["engine"]
     return {
         "apiVersion": "v1",
@@ -307,7 +312,7 @@ def service(model: Mapping[str, Any], settings: Mapping[str, Any]) -> dict:
     }
 
 
-def service_monitor(model: Mapping[str, Any], settings: Mapping[str, Any]) -> dict:
+def service_monitor(model: Mapping[str, Any], settings: Mapping[str, Any]) -> dict[str, Any]:
     engine = model["engine"]
     return {
         "apiVersion": "monitoring.coreos.com/v1",
@@ -320,7 +325,7 @@ def service_monitor(model: Mapping[str, Any], settings: Mapping[str, Any]) -> di
     }
 
 
-def network_policy(settings: Mapping[str, Any]) -> dict:
+def network_policy(settings: Mapping[str, Any]) -> dict[str, Any]:
     """vLLM's sleep routes have no authentication: only the switcher may reach the engines, and Prometheus may
     read /metrics. No Ingress ever points at an engine."""
     tcp = [{"port": int(settings["engine_port"]), "protocol": "TCP"}]
@@ -353,11 +358,11 @@ def network_policy(settings: Mapping[str, Any]) -> dict:
     }
 
 
-def engine_objects(catalog: Sequence[Mapping[str, Any]], settings: Mapping[str, Any]) -> list[dict]:
+def engine_objects(catalog: Sequence[Mapping[str, Any]], settings: Mapping[str, Any]) -> list[dict[str, Any]]:
     """Every engine object: per model its weights volume and claim, Deployment, Service and ServiceMonitor,
     then the NetworkPolicy."""
     check_settings(settings)
-    objects: list[dict] = []
+    objects: list[dict[str, Any]] = []
     for model in catalog:
         objects += [
             weights_volume(model, settings),
