@@ -205,7 +205,7 @@ def _measured_capabilities(query_output: str) -> dict[int, str]:
     """Index to compute capability from ``nvidia-smi --query-gpu=index,compute_cap --format=csv,noheader``."""
     found = {}
     for line in str(query_output or "").splitlines():
-        index, _, capability = line.partition(",")
+        index, _separator, capability = line.partition(",")
         if index.strip().isdigit() and _VERSION_RE.match(capability):
             found[int(index)] = capability.strip()
     return found
