@@ -89,9 +89,27 @@ def test_single_node_is_the_simple_path(tmp_path):
             "node-name": "gpu1",
             "write-kubeconfig-mode": "0600",
             "tls-san": ["llm.example.com", "192.0.2.10"],
+            "cluster-cidr": "10.42.0.0/16",
+            "service-cidr": "10.43.0.0/16",
             "node-label": ["k3sllm.io/gpu-node=true"],
         }
     }
+
+
+def test_servers_take_the_cluster_ranges_from_the_one_project_setting(tmp_path):
+    # The same settings feed the webhook NetworkPolicies (k3sllm_api_server_cidrs).
+    nodes = render(
+        REPO / "inventories/example-ha",
+        tmp_path,
+        "-e",
+        "k3sllm_cluster_cidr=10.60.0.0/16",
+        "-e",
+        "k3sllm_service_cidr=10.61.0.0/16",
+    )
+    for name in ("cp1", "cp2", "cp3"):
+        assert (nodes[name]["cluster-cidr"], nodes[name]["service-cidr"]) == ("10.60.0.0/16", "10.61.0.0/16")
+    # Agents take them from the servers; K3s refuses them as agent flags.
+    assert "cluster-cidr" not in nodes["gpu1"] and "service-cidr" not in nodes["gpu1"]
 
 
 def test_token_setting_goes_to_the_token_file_only(tmp_path):
