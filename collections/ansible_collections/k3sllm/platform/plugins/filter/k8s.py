@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
+from typing import Any
 
 from ansible.errors import AnsibleFilterError
 
@@ -12,7 +14,7 @@ MANAGED_BY = "app.kubernetes.io/managed-by"
 COMPONENT = "k3sllm.io/component"
 
 
-def k8s_manifests(objects: list, component: str) -> list[dict]:
+def k8s_manifests(objects: list[Any], component: str) -> list[dict[str, Any]]:
     """Validate rendered objects and stamp them with the labels that prune and review rely on.
 
     Drops empty YAML documents (a template's ``---`` between optional blocks), and fails with the
@@ -39,7 +41,9 @@ def k8s_manifests(objects: list, component: str) -> list[dict]:
     return result
 
 
-def k8s_in_missing_namespaces(objects: list, existing_namespaces: list) -> list[dict]:
+def k8s_in_missing_namespaces(
+    objects: list[dict[str, Any]], existing_namespaces: list[str]
+) -> list[dict[str, Any]]:
     """The objects whose namespace the cluster does not have yet.
 
     The API server refuses a dry-run create in a namespace that does not exist (admission runs on dry
@@ -56,7 +60,7 @@ def k8s_in_missing_namespaces(objects: list, existing_namespaces: list) -> list[
 
 
 class FilterModule:
-    def filters(self) -> dict:
+    def filters(self) -> dict[str, Callable[..., Any]]:
         # k8s_redact_secrets: so render arguments never carry a secret (and need no no_log).
         return {
             "k8s_manifests": k8s_manifests,

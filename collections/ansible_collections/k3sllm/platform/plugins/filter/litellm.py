@@ -12,15 +12,17 @@ The logic lives in module_utils/litellm_config.py so the gateway tests and the b
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
 from ansible.errors import AnsibleFilterError
 
 from ansible_collections.k3sllm.platform.plugins.module_utils import litellm_config as _gateway
 
+_T = TypeVar("_T")
 
-def _wrap(func, *args: Any, **kwargs: Any) -> Any:
+
+def _wrap(func: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
     try:
         return func(*args, **kwargs)
     except _gateway.LiteLLMConfigError as exc:
@@ -64,7 +66,7 @@ def litellm_database_url(
 
 
 class FilterModule:
-    def filters(self) -> dict:
+    def filters(self) -> dict[str, Callable[..., Any]]:
         return {
             "litellm_config": litellm_config,
             "litellm_workers": litellm_workers,

@@ -16,10 +16,18 @@ import json
 import math
 import re
 import ssl
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+from urllib.error import HTTPError, URLError
 from urllib.parse import urlencode
 
-from ansible.module_utils.six.moves.urllib.error import HTTPError, URLError
 from ansible.module_utils.urls import open_url
+
+if TYPE_CHECKING:  # annotations only: module_utils also run on managed hosts' older Pythons
+    from ansible.module_utils.basic import AnsibleModule
+
+    # A LiteLLM team or key as its API returns it (JSON).
+    Record = dict[str, Any]
 
 # The settings the modules manage, in the order they are reported (a team has no team_id setting).
 SETTINGS = (
@@ -36,7 +44,7 @@ TEAM_SETTINGS = tuple(field for field in SETTINGS if field != "team_id")
 
 # What a setting is when nobody set it: all models, no budget, no limit, no team, not blocked.
 # ``purge`` makes the modules bring every setting the task leaves out back to this.
-CLEARED = {
+CLEARED: dict[str, Any] = {
     "models": [],
     "max_budget": None,
     "budget_duration": None,
@@ -117,7 +125,9 @@ class LiteLLMAdmin:
         self.ca_path = ca_path
         self.timeout = timeout
 
-    def request(self, method: str, path: str, query: dict | None = None, body: dict | None = None):
+    def request(
+        self, method: str, path: str, query: dict[str, Any] | None = None, body: dict[str, Any] | None = None
+    ) -> Any:
         url = self.url + path + (f"?{urlencode(query)}" if query else "")
         try:
             response = open_url(
@@ -166,7 +176,7 @@ class LiteLLMAdmin:
             ) from None
 
     # Teams -------------------------------------------------------------------------------------
-    def find_team(self, alias: str) -> dict | None:
+    def find_team(self, alias: str) -> Record | None:
         """The team whose ``team_alias`` is ``alias``, or None."""
         teams = self.request("GET", "/team/list") or []
         if not isinstance(teams, list):
@@ -180,10 +190,13 @@ class LiteLLMAdmin:
             )
         return matches[0] if matches else None
 
-    def create_team(self, alias: str, settings: dict) -> dict:
-        return self.request("POST", "/team/new", body={"team_alias": alias, **_api_values(settings)})
+    def create_team(self, alias: str, settings: dict[str, Any]) -> Record:
+        answer = self.request("POST", "/team/new", body={"team_alias": alias, **_api_values(settings)})
+        if not isinstance(answer, dict):
+            raise LiteLLMError(f"POST /team/new at {self.url} did not return the new team.")
+        return answer
 
-    def update_team(self, team_id: str, settings: dict) -> None:
+    def update_team(self, team_id: str, settings: dict[str, Any]) -> None:
         if settings:
             self.request("POST", "/team/update", body={"team_id": team_id, **_api_values(settings)})
 
@@ -194,7 +207,7 @@ class LiteLLMAdmin:
         self.request("POST", "/team/delete", body={"team_ids": [team_id]})
 
     # Keys --------------------------------------------------------------------------------------
-    def find_key(self, alias: str) -> dict | None:
+    def find_key(self, alias: str) -> Record | None:
         """The live key whose ``key_alias`` is ``alias`` (its settings and hashed token), or None."""
         answer = self.request(
             "GET", "/key/list", query={"key_alias": alias, "return_full_object": "true", "size": 100}
@@ -210,13 +223,13 @@ class LiteLLMAdmin:
             raise LiteLLMError(f"GET /key/list at {self.url} returned key {alias!r} without its token hash.")
         return matches[0] if matches else None
 
-    def generate_key(self, alias: str, settings: dict) -> dict:
+    def generate_key(self, alias: str, settings: dict[str, Any]) -> Record:
         answer = self.request("POST", "/key/generate", body={"key_alias": alias, **_api_values(settings)})
         if not isinstance(answer, dict) or not str(answer.get("key", "")).startswith("sk-"):
             raise LiteLLMError(f"POST /key/generate at {self.url} did not return a key value.")
         return answer
 
-    def update_key(self, token: str, settings: dict) -> None:
+    def update_key(self, token: str, settings: dict[str, Any]) -> None:
         if settings:
             self.request("POST", "/key/update", body={"key": token, **_api_values(settings)})
 
@@ -227,12 +240,18 @@ class LiteLLMAdmin:
         self.request("POST", "/key/delete", body={"keys": [token]})
 
 
-def _api_values(settings: dict) -> dict:
+def _api_values(settings: dict[str, Any]) -> dict[str, Any]:
     """Request fields from settings (``blocked`` has its own routes after creation)."""
     return {field: value for field, value in settings.items() if field in SETTINGS}
 
 
-def run_tenant_module(module, name: str, find, absent, present) -> None:
+def run_tenant_module(
+    module: AnsibleModule,
+    name: str,
+    find: Callable[[LiteLLMAdmin, str], Record | None],
+    absent: Callable[[AnsibleModule, LiteLLMAdmin, Record | None], None],
+    present: Callable[[AnsibleModule, LiteLLMAdmin, Record | None], None],
+) -> None:
     """What both modules do: check the task, find its object by alias, make it absent or present.
 
     Fails ``module`` with every problem of the task before anything is sent, and with LiteLLM's
@@ -257,7 +276,7 @@ def run_tenant_module(module, name: str, find, absent, present) -> None:
 
 
 # Pure logic ------------------------------------------------------------------------------------
-def problems(params: dict) -> list[str]:
+def problems(params: dict[str, Any]) -> list[str]:
     """What is wrong with the requested settings, before anything is sent."""
     found = []
     budget = params.get("max_budget")
@@ -277,7 +296,7 @@ def problems(params: dict) -> list[str]:
     return found
 
 
-def normalize(field: str, value):
+def normalize(field: str, value: Any) -> Any:
     """One canonical form per setting, so that equal settings compare equal."""
     if field == "models":
         return sorted(set(value or []))
@@ -292,12 +311,14 @@ def normalize(field: str, value):
     return value or None  # budget_duration, team_id: "" means unset
 
 
-def desired_settings(requested: dict, purge: bool = False, fields: tuple[str, ...] = SETTINGS) -> dict:
+def desired_settings(
+    requested: dict[str, Any], purge: bool = False, fields: tuple[str, ...] = SETTINGS
+) -> dict[str, Any]:
     """The settings a task asks for: those it gives, plus (with ``purge``) the cleared value of the rest.
 
     ``metadata`` is never purged: LiteLLM and its UI keep their own entries there.
     """
-    desired = {}
+    desired: dict[str, Any] = {}
     for field in fields:
         value = requested.get(field)
         if value is not None:
@@ -307,19 +328,19 @@ def desired_settings(requested: dict, purge: bool = False, fields: tuple[str, ..
     return desired
 
 
-def _same(field: str, before, after) -> bool:
+def _same(field: str, before: Any, after: Any) -> bool:
     if field == "max_budget" and before is not None and after is not None:
         return math.isclose(before, after, rel_tol=1e-9, abs_tol=1e-12)
-    return before == after
+    return bool(before == after)
 
 
-def diff_settings(desired: dict, current: dict) -> dict:
+def diff_settings(desired: dict[str, Any], current: Record) -> dict[str, Any]:
     """``{field: {"before": ..., "after": ...}}`` for every desired setting that ``current`` lacks.
 
     ``metadata`` compares only the entries the task gives; its ``after`` is the merged mapping,
     which is what an update must send (LiteLLM replaces metadata as a whole).
     """
-    changes = {}
+    changes: dict[str, Any] = {}
     for field, wanted in desired.items():
         have = normalize(field, current.get(field))
         if field == "metadata":
@@ -331,8 +352,8 @@ def diff_settings(desired: dict, current: dict) -> dict:
 
 
 def planned_changes(
-    desired: dict, current: dict | None, fields: tuple[str, ...] = SETTINGS
-) -> tuple[dict, dict]:
+    desired: dict[str, Any], current: Record | None, fields: tuple[str, ...] = SETTINGS
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """The changes that bring ``current`` (None: not created yet) to ``desired``, and the settings after them."""
     if current is None:
         changes = {field: {"before": None, "after": value} for field, value in desired.items()}
@@ -344,19 +365,19 @@ def planned_changes(
     }
 
 
-def creation_settings(desired: dict) -> dict:
+def creation_settings(desired: dict[str, Any]) -> dict[str, Any]:
     """Fields for a create call: the desired settings without empty defaults LiteLLM applies anyway."""
     return {
         field: value for field, value in desired.items() if value not in (None, [], {}) or field == "blocked"
     }
 
 
-def update_settings(changes: dict) -> dict:
+def update_settings(changes: dict[str, Any]) -> dict[str, Any]:
     """Fields for an update call: the new value of every changed setting but ``blocked``."""
     return {field: change["after"] for field, change in changes.items() if field != "blocked"}
 
 
-def summary(obj: dict, fields: tuple[str, ...] = SETTINGS) -> dict:
+def summary(obj: Record, fields: tuple[str, ...] = SETTINGS) -> dict[str, Any]:
     """The managed settings of a LiteLLM team or key, normalised (for return values and diffs)."""
     return {field: normalize(field, obj.get(field)) for field in fields}
 
@@ -377,7 +398,7 @@ TEAM_FIELDS = {
 KEY_FIELDS = TEAM_FIELDS | {"team", "save"}
 
 
-def plan_tenants(teams: list, keys: list) -> dict:
+def plan_tenants(teams: list[Any], keys: list[Any]) -> dict[str, Any]:
     """Check ``litellm_teams`` and ``litellm_keys`` and split them into what the role does, in order.
 
     Returns ``team_entries`` (to create or update, each with ``state`` filled in), ``key_entries`` (each
@@ -385,7 +406,7 @@ def plan_tenants(teams: list, keys: list) -> dict:
     (messages naming the setting and the fix; the role stops on any before changing anything).
     """
     found: list[str] = []
-    plans = {}
+    plans: dict[str, list[dict[str, Any]]] = {}
     for setting, entries, allowed in (
         ("litellm_teams", teams, TEAM_FIELDS),
         ("litellm_keys", keys, KEY_FIELDS),

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import xml.etree.ElementTree as ET
+from typing import Any
 
 NVIDIA_PCI_VENDOR = "0x10de"
 # PCI base class 0x03 is "display controller": 0x0300 VGA (consumer and workstation cards),
@@ -57,7 +58,7 @@ def _mig_mode(gpu: ET.Element) -> dict[str, str | None]:
     }
 
 
-def parse_nvidia_smi_xml(xml_text: str) -> dict:
+def parse_nvidia_smi_xml(xml_text: str) -> dict[str, Any]:
     """Turn the XML log into facts: driver and CUDA versions and one dict per GPU."""
     try:
         root = ET.fromstring(xml_text)
@@ -100,9 +101,9 @@ def parse_nvidia_smi_xml(xml_text: str) -> dict:
     }
 
 
-def scan_pci(sysfs_root: str = "/sys/bus/pci/devices") -> list[dict[str, str]]:
+def scan_pci(sysfs_root: str = "/sys/bus/pci/devices") -> list[dict[str, str | None]]:
     """List NVIDIA display-class PCI functions from sysfs; works before any driver is installed."""
-    devices = []
+    devices: list[dict[str, str | None]] = []
     try:
         entries = sorted(os.listdir(sysfs_root))
     except OSError:

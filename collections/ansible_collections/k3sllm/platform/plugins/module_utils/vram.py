@@ -1,6 +1,6 @@
 """The VRAM rule: does a set of engines fit on the GPU? One source for the whole project.
 
-Used by the capacity plan (``module_utils/capacity.py``, the ``capacity_plan`` filter run by preflight and
+Used by the capacity plan (``plugin_utils/capacity.py``, the ``capacity_plan`` filter run by preflight and
 the models play) and by the switcher at run time (``switcher/planner.py``: co-residency, who must sleep).
 Standard library only: the switcher runs on the vLLM image without Ansible. ``switcher/vram.py`` is a
 symbolic link to this file, and roles/model_switcher reads it through that link into the switcher's

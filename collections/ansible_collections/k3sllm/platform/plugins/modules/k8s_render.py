@@ -65,6 +65,7 @@ files:
 """
 
 import os
+from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
@@ -77,7 +78,7 @@ from ansible_collections.k3sllm.platform.plugins.module_utils.k8s_objects import
 )
 
 
-def plan(dest: str, objects: list[dict]) -> tuple[dict[str, str], list[str], list[str]]:
+def plan(dest: str, objects: list[dict[str, Any]]) -> tuple[dict[str, str], list[str], list[str]]:
     """Desired file contents, the names that differ on disk, and the stale names to remove."""
     desired = {file_name(obj, index): to_yaml(obj) for index, obj in enumerate(redact_secrets(objects))}
     existing = (

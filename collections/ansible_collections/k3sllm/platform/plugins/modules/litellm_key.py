@@ -161,6 +161,7 @@ saved_path:
 import hashlib
 import os
 import stat
+from typing import Any, NoReturn
 
 from ansible.module_utils.basic import AnsibleModule
 
@@ -223,7 +224,7 @@ def main() -> None:
         module.fail_json(msg=f"litellm_key {module.params['alias']!r}: {module.params['save_path']}: {exc}")
 
 
-def absent(module: AnsibleModule, api: LiteLLMAdmin, current: dict | None) -> None:
+def absent(module: AnsibleModule, api: LiteLLMAdmin, current: dict[str, Any] | None) -> None:
     save_path = module.params["save_path"]
     stale_file = bool(save_path) and os.path.lexists(save_path)
     if not module.check_mode:
@@ -247,7 +248,7 @@ def resolve_team(module: AnsibleModule, api: LiteLLMAdmin) -> str | None:
         return None
     found = api.find_team(team)
     if found is not None:
-        return found["team_id"]
+        return str(found["team_id"])
     if module.check_mode:
         module.warn(
             f"Team {team!r} does not exist yet; a real run fails unless a task before this one creates it."
@@ -260,7 +261,7 @@ def resolve_team(module: AnsibleModule, api: LiteLLMAdmin) -> str | None:
     return None  # not reached
 
 
-def present(module: AnsibleModule, api: LiteLLMAdmin, current: dict | None) -> None:
+def present(module: AnsibleModule, api: LiteLLMAdmin, current: dict[str, Any] | None) -> None:
     p = module.params
     alias, save_path = p["alias"], p["save_path"]
     requested = {field: p[field] for field in SETTINGS if field != "team_id"}
@@ -296,7 +297,7 @@ def present(module: AnsibleModule, api: LiteLLMAdmin, current: dict | None) -> N
     )
 
 
-def create(module: AnsibleModule, api: LiteLLMAdmin, desired: dict) -> None:
+def create(module: AnsibleModule, api: LiteLLMAdmin, desired: dict[str, Any]) -> NoReturn:
     p = module.params
     alias, save_path = p["alias"], p["save_path"]
     if not save_path and not module.no_log:
@@ -310,7 +311,7 @@ def create(module: AnsibleModule, api: LiteLLMAdmin, desired: dict) -> None:
         if problem:
             module.fail_json(msg=f"litellm_key {alias!r}: {problem}")
     changes, after = planned_changes(desired, None)
-    result = {
+    result: dict[str, Any] = {
         "changed": True,
         "created": True,
         "team_id": after["team_id"],

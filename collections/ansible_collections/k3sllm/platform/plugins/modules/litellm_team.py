@@ -120,6 +120,8 @@ keys_deleted:
   elements: str
 """
 
+from typing import Any
+
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.k3sllm.platform.plugins.module_utils.litellm_api import (
@@ -146,7 +148,7 @@ def main() -> None:
     run_tenant_module(module, "litellm_team", LiteLLMAdmin.find_team, absent, present)
 
 
-def absent(module: AnsibleModule, api: LiteLLMAdmin, current: dict | None) -> None:
+def absent(module: AnsibleModule, api: LiteLLMAdmin, current: dict[str, Any] | None) -> None:
     if current is None:
         module.exit_json(changed=False, created=False, changes={}, keys_deleted=[])
     keys = [
@@ -164,7 +166,7 @@ def absent(module: AnsibleModule, api: LiteLLMAdmin, current: dict | None) -> No
     )
 
 
-def present(module: AnsibleModule, api: LiteLLMAdmin, current: dict | None) -> None:
+def present(module: AnsibleModule, api: LiteLLMAdmin, current: dict[str, Any] | None) -> None:
     p = module.params
     desired = desired_settings(
         {field: p[field] for field in TEAM_SETTINGS}, purge=p["purge"], fields=TEAM_SETTINGS

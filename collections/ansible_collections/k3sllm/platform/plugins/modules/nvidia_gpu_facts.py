@@ -98,6 +98,8 @@ driver_error:
   type: str
 """
 
+from typing import Any
+
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.k3sllm.platform.plugins.module_utils.nvidia_smi import (
@@ -107,8 +109,8 @@ from ansible_collections.k3sllm.platform.plugins.module_utils.nvidia_smi import 
 )
 
 
-def gather(module: AnsibleModule) -> dict:
-    facts: dict = {
+def gather(module: AnsibleModule) -> dict[str, Any]:
+    facts: dict[str, Any] = {
         "gpu_present": False,
         "pci_devices": scan_pci(module.params["sysfs_pci_path"]),
         "gpus": [],

@@ -138,7 +138,7 @@ class HashingWriter:
         self.on_bytes = on_bytes
         self.written = 0
 
-    def write(self, data: bytes) -> int:
+    def write(self, data: bytes | bytearray | memoryview) -> int:
         n = self.fh.write(data)
         self.hasher.update(data)
         self.written += len(data)

@@ -6,7 +6,7 @@ import errno
 import http.client
 import os
 import threading
-from typing import Any
+from typing import Any, BinaryIO, cast
 from urllib.error import HTTPError, URLError
 from urllib.parse import urlparse
 from urllib.request import HTTPRedirectHandler, Request, build_opener
@@ -54,7 +54,7 @@ class HubSource:
 
     kind = "hub"
     resumable = True
-    workers = None
+    workers: int | None = None
 
     def __init__(
         self,
@@ -186,7 +186,9 @@ class HubSource:
                 return self._locations[f.path]
         from huggingface_hub import hf_hub_url
         from huggingface_hub.file_download import get_hf_file_metadata
-        from huggingface_hub.utils import build_hf_headers
+
+        # Public in huggingface_hub.utils, but imported there without a re-export marker mypy accepts.
+        from huggingface_hub.utils import build_hf_headers  # type: ignore[attr-defined]
 
         url = hf_hub_url(self.repo, f.path, revision=self.sha, endpoint=self.endpoint)
         try:
@@ -271,7 +273,9 @@ class HubSource:
 
         try:
             # http_get also retries a cut stream itself, with a Range request, within this attempt.
-            http_get(url, writer, resume_size=resume, headers=dict(headers), expected_size=f.size)
+            # HashingWriter implements the part of a binary file http_get uses (write, tell, seek, truncate).
+            sink = cast(BinaryIO, writer)
+            http_get(url, sink, resume_size=resume, headers=dict(headers), expected_size=f.size)
         except OSError as exc:
             if exc.errno == errno.ENOSPC:
                 raise

@@ -137,7 +137,7 @@ class TarSource:
 
     kind = "tarball"
     resumable = False
-    workers = 1
+    workers: int | None = 1
 
     def __init__(self, path: str | Path, repo: str, revision: str):
         self.path = Path(path)
