@@ -152,3 +152,20 @@ def test_role_refuses_a_catalog_that_does_not_fit_before_downloading(inventory, 
     assert run.returncode != 0
     assert "Capacity plan:" in run.stdout and "sleep level 1" in run.stdout and "tiny" in run.stdout
     assert hub.requests("GET", "/cdn-lfs/") == [] and hub.requests("HEAD") == []
+
+
+def test_role_leaves_weights_readable_by_the_engines_user(inventory, hub, sha, tmp_path, run_playbook):
+    """The engines run as a non-root user that owns nothing here. The download module writes files 0644
+    (and runs async, under umask 022), but a folder that already exists keeps its mode: one an operator
+    created, or restored from a backup, with 0700 would hide the weights from the engines."""
+    model = tmp_path / "weights" / "tiny"
+    (model / sha).mkdir(parents=True)
+    model.chmod(0o700)
+    (model / sha).chmod(0o700)
+    run = run_playbook("tests/models/playbooks/role.yml", inventory())
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert (model / sha / "config.json").exists()
+    for path in [model, *model.rglob("*")]:
+        mode = path.stat().st_mode
+        wanted = 0o005 if path.is_dir() else 0o004
+        assert mode & wanted == wanted, f"{path} is {oct(mode)}"
