@@ -30,6 +30,8 @@ PARSER_RE = re.compile(r"^[a-z0-9_]+$")
 
 # Every engine pod carries these labels; the switcher's NetworkPolicies select engines by them.
 ENGINE_SELECTOR = {"app.kubernetes.io/name": "vllm"}
+# The switcher's pods carry these; the engines' NetworkPolicy admits them.
+SWITCHER_SELECTOR = {"app.kubernetes.io/name": "switcher"}
 MODEL_LABEL = "k3sllm.io/model"
 # Where an engine finds its weights inside its container.
 MODEL_MOUNT_ROOT = "/models"

@@ -13,11 +13,13 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ansible_collections.k3sllm.platform.plugins.plugin_utils.catalog import ENGINE_SELECTOR
+from ansible_collections.k3sllm.platform.plugins.plugin_utils.catalog import (
+    ENGINE_SELECTOR,
+    SWITCHER_SELECTOR,
+)
 
 GIB = 1 << 30
 POLICY_NAME = "vllm-only-from-switcher"
-SWITCHER_SELECTOR = {"app.kubernetes.io/name": "switcher"}
 
 REQUIRED_SETTINGS = (
     "namespace",
