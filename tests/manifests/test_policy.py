@@ -62,6 +62,16 @@ def test_every_pod_meets_its_namespaces_pod_security_level(rendered):
 
 
 @pytest.mark.slow
+def test_the_platform_namespace_enforces_the_restricted_level(rendered):
+    (namespace,) = [
+        o for o in rendered.of_kind("Namespace") if o["metadata"]["name"] == app_namespace(rendered)
+    ]
+    labels = namespace["metadata"]["labels"]
+    assert labels["pod-security.kubernetes.io/enforce"] == "restricted"
+    assert labels["pod-security.kubernetes.io/warn"] == "restricted"
+
+
+@pytest.mark.slow
 def test_no_policy_opens_an_engine_or_the_switcher_to_a_whole_namespace(rendered):
     problems = network_policy_problems(rendered.objects)
     assert not problems, "\n".join(problems)
