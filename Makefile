@@ -18,7 +18,7 @@ PLAYBOOKS := site.yml $(wildcard playbooks/*.yml)
 PYTEST_WORKERS ?= auto
 PYTEST_XDIST := -n $(PYTEST_WORKERS) --dist loadgroup
 
-.PHONY: help setup setup-vllm setup-litellm prepare test check lint syntax pytest pytest-fast molecule images deps bench mutation clean
+.PHONY: help setup setup-vllm setup-litellm prepare test check lint sanity syntax pytest pytest-fast molecule images deps bench mutation clean
 
 help:
 	@echo "make setup     create .venv and install the pinned tool-chain (idempotent)"
@@ -67,6 +67,12 @@ lint: setup
 	ruff check .
 	ruff format --check .
 	ansible-lint
+	mypy
+	@scripts/ansible-sanity.sh
+
+# ansible-test sanity on the collection alone (part of lint); SANITY_ARGS='--test pylint' for one test.
+sanity: setup
+	@scripts/ansible-sanity.sh $(SANITY_ARGS)
 
 syntax: setup
 	@for p in $(PLAYBOOKS); do ansible-playbook -i inventories/example --syntax-check "$$p" >/dev/null && echo "syntax ok: $$p"; done
