@@ -2,8 +2,8 @@
 (``--check --diff -v``), print none of the secrets they are given.
 
 Each run plants distinctive secret values (the K3s token, a registry password, a proxy password,
-a server setting that is a secret, the Grafana admin password, the LiteLLM master key and database
-password, the Hugging Face token) and searches stdout and stderr for every one of them, and for
+a server setting that is a secret, the Grafana admin password, a bring-your-own TLS key, the LiteLLM
+master key and database password, the Hugging Face token) and searches stdout and stderr for every one of them, and for
 their base64 forms (a Secret's ``data`` in a diff). The hosts are this machine with every K3s path
 under a temporary folder (release files from the K3s stand-in, no download) and the Kubernetes API
 stand-in for the cluster playbooks.
@@ -12,6 +12,7 @@ stand-in for the cluster playbooks.
 from __future__ import annotations
 
 import base64
+import datetime
 import json
 import subprocess
 import sys
@@ -19,8 +20,13 @@ from pathlib import Path
 
 import pytest
 import yaml
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from k3sllm_testlib import BIN, REPO, ansible_env, local_hosts
 
+from standins.hf_hub import HubStandIn
 from standins.k3s_artifacts import build as build_k3s_release
 from standins.kube_apiserver import KubeApiServer
 
@@ -50,14 +56,43 @@ CATALOG = [
 ]
 
 
-def leaks(output: str) -> list[str]:
+def needles(value: str) -> list[str]:
+    """What gives a secret away: the value (a middle slice of a long one, so a truncated print
+    counts) and its base64 form (a Secret's ``data``)."""
+    encoded = base64.b64encode(value.encode()).decode()
+    if len(value) > 80:
+        middle = len(value) // 2
+        return [value[middle - 20 : middle + 20], encoded[len(encoded) // 2 - 20 : len(encoded) // 2 + 20]]
+    return [value, encoded[:-4]]
+
+
+def leaks(output: str, secrets: dict[str, str] | None = None) -> list[str]:
     """Names of the planted secrets found in the output, in clear or base64."""
-    found = []
-    for name, value in SECRETS.items():
-        encoded = base64.b64encode(value.encode()).decode()
-        if value in output or encoded[:-4] in output:
-            found.append(name)
-    return found
+    return [name for name, value in (secrets or SECRETS).items() if any(n in output for n in needles(value))]
+
+
+def self_signed(hostname: str) -> tuple[str, str]:
+    """A certificate for ``hostname`` and ``*.hostname`` and its private key, both PEM."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hostname)])
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=30))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.DNSName(hostname), x509.DNSName(f"*.{hostname}")]), False
+        )
+        .sign(key, hashes.SHA256())
+    )
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+    return certificate.public_bytes(serialization.Encoding.PEM).decode(), key_pem
 
 
 def write_inventory(folder: Path, group_vars: dict) -> Path:
@@ -84,7 +119,7 @@ def check_diff(playbook: str, inventory: Path, *args: str) -> subprocess.Complet
         env=ansible_env(),
         capture_output=True,
         text=True,
-        timeout=400,
+        timeout=900,
     )
 
 
@@ -125,12 +160,16 @@ def test_k3s_check_diff_prints_no_secret(tmp_path):
     assert not (tmp_path / "host" / "etc" / "registries.yaml").exists()
 
 
-@pytest.mark.timeout(900)
+@pytest.mark.timeout(1800)
 def test_cluster_playbooks_check_diff_print_no_secret(tmp_path):
+    certificate, key = self_signed("llm.test")
+    secrets = {**SECRETS, "tls_key": key}
     group_vars = {
         "k3sllm_hostname": "llm.test",
+        "tls_mode": "byo",
+        "tls_byo_certificate": certificate,
+        "tls_byo_key": key,
         "k3sllm_models": CATALOG,
-        "k3sllm_hf_token": SECRETS["hf_token"],
         "observability_grafana_admin_password": SECRETS["grafana_password"],
         "litellm_master_key": SECRETS["master_key"],
         "litellm_postgres_password": SECRETS["db_password"],
@@ -140,10 +179,47 @@ def test_cluster_playbooks_check_diff_print_no_secret(tmp_path):
         inventory = write_inventory(tmp_path / "inventory", group_vars)
         (inventory / "artifacts" / "kubeconfig").write_text(api.kubeconfig())
         outputs = {}
-        for playbook in ("playbooks/platform.yml", "playbooks/gateway.yml"):
-            result = check_diff(playbook, inventory)
+        # The platform roles that handle secrets: tls (the key) and observability (Grafana's password).
+        runs = {"playbooks/platform.yml": ("--tags", "tls,observability"), "playbooks/gateway.yml": ()}
+        for playbook, args in runs.items():
+            result = check_diff(playbook, inventory, *args)
             outputs[playbook] = result.stdout + result.stderr
             assert result.returncode == 0, outputs[playbook][-4000:]
         assert api.store.writes == []
-    found = {playbook: leaks(output) for playbook, output in outputs.items()}
+    # The run got as far as the tasks that handle each secret.
+    for task in ("Settle Grafana's admin password", "Read the bring-your-own certificate"):
+        assert task in outputs["playbooks/platform.yml"], task
+    found = {playbook: leaks(output, secrets) for playbook, output in outputs.items()}
     assert found == {playbook: [] for playbook in outputs}, json.dumps(found)
+
+
+def test_models_check_diff_prints_no_hf_token(tmp_path):
+    """The weights play (the one that uses the Hugging Face token) against the Hub stand-in, with a
+    gated model that only the planted token may download."""
+    hub = HubStandIn(tmp_path / "hub")
+    sha = hub.add_commit(
+        "standin/gated-tiny",
+        {"config.json": b'{"architectures": ["LlamaForCausalLM"]}', "model.safetensors": 1 << 20},
+        gated="manual",
+    )
+    hub.grant("standin/gated-tiny", SECRETS["hf_token"])
+    model = {**CATALOG[0], "repo": "standin/gated-tiny", "revision": sha, "max_model_len": 256}
+    with hub:
+        group_vars = {
+            "k3sllm_hostname": "llm.test",
+            "k3sllm_gpu_required": False,
+            "k3sllm_models": [model],
+            "k3sllm_weights_dir": str(tmp_path / "weights"),
+            "k3sllm_hf_endpoint": hub.url,
+            "k3sllm_hf_token": SECRETS["hf_token"],
+            "k3sllm_host_ram_reserve_gib": 0.5,
+            "model_weights_install_hub": False,
+            "model_weights_python": sys.executable,
+        }
+        inventory = write_inventory(tmp_path / "inventory", group_vars)
+        result = check_diff("playbooks/models.yml", inventory, "--tags", "model_weights")
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-4000:]
+    assert "alpha: would fetch 2 of 2 files" in output, output[-4000:]
+    assert leaks(output) == [], output[-6000:]
+    assert not (tmp_path / "weights").exists()
