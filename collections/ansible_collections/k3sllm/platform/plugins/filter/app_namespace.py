@@ -17,7 +17,7 @@ from ansible.errors import AnsibleFilterError
 from ansible_collections.k3sllm.platform.plugins.plugin_utils import namespace_manifests as _namespace
 
 
-def app_namespace_manifests(settings: Mapping[str, Any]) -> list[dict]:
+def app_namespace_manifests(settings: Mapping[str, Any]) -> list[dict[str, Any]]:
     """The Namespace, default-deny ingress and egress NetworkPolicies, and the DNS allowance."""
     try:
         return _namespace.app_namespace_manifests(settings)
@@ -26,5 +26,5 @@ def app_namespace_manifests(settings: Mapping[str, Any]) -> list[dict]:
 
 
 class FilterModule:
-    def filters(self) -> dict:
+    def filters(self) -> dict[str, Any]:
         return {"app_namespace_manifests": app_namespace_manifests}

@@ -20,7 +20,7 @@ from ansible_collections.k3sllm.platform.plugins.plugin_utils import switcher_ma
 
 def switcher_manifests(
     settings: Mapping[str, Any], catalog: Sequence[Mapping[str, Any]], code: Mapping[str, str], token: str
-) -> list[dict]:
+) -> list[dict[str, Any]]:
     """The switcher's ConfigMaps, Secret, Deployment, Service, ServiceMonitor and NetworkPolicies, from
     the normalised catalog (``k3sllm_catalog``)."""
     try:
@@ -30,5 +30,5 @@ def switcher_manifests(
 
 
 class FilterModule:
-    def filters(self) -> dict:
+    def filters(self) -> dict[str, Any]:
         return {"switcher_manifests": switcher_manifests}

@@ -18,7 +18,7 @@ class NamespaceManifestError(ValueError):
     """Settings the namespace cannot be built from; the message names the setting."""
 
 
-def namespace(name: str, enforce: str, warn: str) -> dict:
+def namespace(name: str, enforce: str, warn: str) -> dict[str, Any]:
     """The namespace, with the Pod Security level the API server enforces on every pod created in it."""
     return {
         "apiVersion": "v1",
@@ -34,7 +34,7 @@ def namespace(name: str, enforce: str, warn: str) -> dict:
     }
 
 
-def default_deny(namespace_name: str, direction: str) -> dict:
+def default_deny(namespace_name: str, direction: str) -> dict[str, Any]:
     """Selects every pod for ``direction`` (Ingress or Egress) and allows nothing."""
     return {
         "apiVersion": "networking.k8s.io/v1",
@@ -44,7 +44,7 @@ def default_deny(namespace_name: str, direction: str) -> dict:
     }
 
 
-def dns_egress(namespace_name: str, dns_namespace: str, dns_selector: Mapping[str, str]) -> dict:
+def dns_egress(namespace_name: str, dns_namespace: str, dns_selector: Mapping[str, str]) -> dict[str, Any]:
     """Every pod may ask the cluster DNS (and nothing else through this policy)."""
     return {
         "apiVersion": "networking.k8s.io/v1",
@@ -68,7 +68,7 @@ def dns_egress(namespace_name: str, dns_namespace: str, dns_selector: Mapping[st
     }
 
 
-def app_namespace_manifests(settings: Mapping[str, Any]) -> list[dict]:
+def app_namespace_manifests(settings: Mapping[str, Any]) -> list[dict[str, Any]]:
     """The namespace, default-deny ingress and egress, and the DNS allowance, in apply order."""
     for key in ("enforce", "warn"):
         if settings.get(key) not in POD_SECURITY_LEVELS:

@@ -55,7 +55,7 @@ def _plain(value: Any) -> Any:
     return json.loads(json.dumps(value))
 
 
-def _namespace_peer(namespace: str, pod_selector: Mapping[str, str]) -> dict:
+def _namespace_peer(namespace: str, pod_selector: Mapping[str, str]) -> dict[str, Any]:
     """Pods with these labels in that namespace only (never the whole namespace)."""
     return {
         "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}},
@@ -63,11 +63,11 @@ def _namespace_peer(namespace: str, pod_selector: Mapping[str, str]) -> dict:
     }
 
 
-def _tcp(port: int) -> dict:
+def _tcp(port: int) -> dict[str, Any]:
     return {"port": int(port), "protocol": "TCP"}
 
 
-def _meta(name: str, namespace: str, labels: bool = True) -> dict:
+def _meta(name: str, namespace: str, labels: bool = True) -> dict[str, Any]:
     meta: dict[str, Any] = {"name": name, "namespace": namespace}
     if labels:
         meta["labels"] = dict(SWITCHER_LABELS)
@@ -100,7 +100,7 @@ def config_text(config: Mapping[str, Any]) -> str:
     return CONFIG_HEADER + yaml.safe_dump(dict(config), sort_keys=False, default_flow_style=False)
 
 
-def code_configmap(settings: Mapping[str, Any], code: Mapping[str, str]) -> dict:
+def code_configmap(settings: Mapping[str, Any], code: Mapping[str, str]) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
@@ -109,7 +109,7 @@ def code_configmap(settings: Mapping[str, Any], code: Mapping[str, str]) -> dict
     }
 
 
-def config_configmap(settings: Mapping[str, Any], text: str) -> dict:
+def config_configmap(settings: Mapping[str, Any], text: str) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
@@ -118,7 +118,7 @@ def config_configmap(settings: Mapping[str, Any], text: str) -> dict:
     }
 
 
-def admin_token_secret(settings: Mapping[str, Any], token: str) -> dict:
+def admin_token_secret(settings: Mapping[str, Any], token: str) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
         "kind": "Secret",
@@ -133,7 +133,7 @@ def config_hash(code: Mapping[str, str], text: str) -> str:
     return hashlib.sha256((json.dumps(dict(code), sort_keys=True) + text).encode()).hexdigest()
 
 
-def deployment(settings: Mapping[str, Any], rollout_hash: str) -> dict:
+def deployment(settings: Mapping[str, Any], rollout_hash: str) -> dict[str, Any]:
     uid = int(settings["run_as_user"])
     container = {
         "name": SWITCHER_NAME,
@@ -209,7 +209,7 @@ def deployment(settings: Mapping[str, Any], rollout_hash: str) -> dict:
     }
 
 
-def service(settings: Mapping[str, Any]) -> dict:
+def service(settings: Mapping[str, Any]) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
         "kind": "Service",
@@ -221,7 +221,7 @@ def service(settings: Mapping[str, Any]) -> dict:
     }
 
 
-def service_monitor(settings: Mapping[str, Any]) -> dict:
+def service_monitor(settings: Mapping[str, Any]) -> dict[str, Any]:
     return {
         "apiVersion": "monitoring.coreos.com/v1",
         "kind": "ServiceMonitor",
@@ -233,7 +233,7 @@ def service_monitor(settings: Mapping[str, Any]) -> dict:
     }
 
 
-def ingress_policy(settings: Mapping[str, Any]) -> dict:
+def ingress_policy(settings: Mapping[str, Any]) -> dict[str, Any]:
     """The gateway calls the proxy, the engines' init containers ask for boot grants, Prometheus's own
     pods scrape /metrics; nothing else reaches the switcher."""
     port = _tcp(settings["port"])
@@ -258,7 +258,7 @@ def ingress_policy(settings: Mapping[str, Any]) -> dict:
     }
 
 
-def egress_to_engines_policy(settings: Mapping[str, Any]) -> dict:
+def egress_to_engines_policy(settings: Mapping[str, Any]) -> dict[str, Any]:
     """The switcher's only calls: the engines (requests, sleep, wake, health)."""
     return {
         "apiVersion": "networking.k8s.io/v1",
@@ -277,7 +277,9 @@ def egress_to_engines_policy(settings: Mapping[str, Any]) -> dict:
     }
 
 
-def egress_from_clients_policy(settings: Mapping[str, Any], name: str, clients: Mapping[str, str]) -> dict:
+def egress_from_clients_policy(
+    settings: Mapping[str, Any], name: str, clients: Mapping[str, str]
+) -> dict[str, Any]:
     """Lets the pods selected by ``clients`` call the switcher's port under default-deny egress."""
     return {
         "apiVersion": "networking.k8s.io/v1",
@@ -309,7 +311,7 @@ def check_settings(settings: Mapping[str, Any]) -> None:
 
 def switcher_manifests(
     settings: Mapping[str, Any], catalog: Sequence[Mapping[str, Any]], code: Mapping[str, str], token: str
-) -> list[dict]:
+) -> list[dict[str, Any]]:
     """Every object of the switcher, in apply order, from the normalised catalog (``k3sllm_catalog``)."""
     settings, catalog, code = _plain(settings), _plain(catalog), _plain(code)
     check_settings(settings)
