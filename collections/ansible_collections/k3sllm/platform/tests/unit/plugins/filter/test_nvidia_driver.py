@@ -348,6 +348,7 @@ def test_filters_are_registered():
         ("535.171.04-1~deb12u1", "535.171.04-1", -1),  # ~ sorts before the end
         ("1.0~rc1", "1.0", -1),
         ("1:1.0", "2.0", 1),  # epoch first
+        ("1:1.0:2-1", "1:1.0:10-1", -1),  # the epoch ends at the first colon
         ("1.0a", "1.0+", -1),  # letters before other characters
         ("1.0", "1.0.0", -1),
         ("6.8.0-45.45+2", "6.8.0-45.45+1", 1),
