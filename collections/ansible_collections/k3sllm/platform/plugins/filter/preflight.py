@@ -15,7 +15,7 @@ shows all three in one run.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from ansible.errors import AnsibleFilterError
@@ -77,11 +77,11 @@ def _text(version: tuple[int, ...]) -> str:
     return ".".join(str(part) for part in version)
 
 
-def _record(name: str, problem: str = "", fix: str = "") -> dict:
+def _record(name: str, problem: str = "", fix: str = "") -> dict[str, Any]:
     return {"name": name, "ok": not problem, "problem": problem, "fix": fix}
 
 
-def preflight_check(ok: Any, name: str, problem: str, fix: str) -> dict:
+def preflight_check(ok: Any, name: str, problem: str, fix: str) -> dict[str, Any]:
     """A check record from a condition the role worked out (``ok`` must be a real boolean)."""
     if not isinstance(ok, bool):
         raise AnsibleFilterError(f"preflight: check {name!r} got {ok!r} ({type(ok).__name__}), not a boolean")
@@ -112,7 +112,7 @@ def preflight_cuda_check(
     image: str = "the vLLM image",
     planned_branch: Any = "",
     driver_version: Any = "",
-) -> dict:
+) -> dict[str, Any]:
     """The driver's CUDA version (nvidia-smi), or that of the branch this run would install, against the image's."""
     name = "driver CUDA version"
     need = _version(required, "k3sllm_vllm_image_min_cuda")[:2]
@@ -153,7 +153,7 @@ def preflight_kernel_modules_check(
     headers_installed: Any = False,
     headers_available: Any = False,
     module_source: str = "auto",
-) -> dict:
+) -> dict[str, Any]:
     """Whether the running kernel can get NVIDIA modules: Canonical's signed ones (Ubuntu) or DKMS + headers."""
     name = "kernel modules for the running kernel"
     signed_ok = distribution == "Ubuntu" and module_source != "dkms" and bool(signed_available)
@@ -189,7 +189,7 @@ def preflight_kernel_modules_check(
     return _record(name, problem, fix)
 
 
-def _capability(gpu: Mapping) -> tuple[tuple[int, int] | None, str]:
+def _capability(gpu: Mapping[str, Any]) -> tuple[tuple[int, int] | None, str]:
     """A GPU's compute capability: measured (compute_capability) or the floor of its architecture."""
     measured = gpu.get("compute_capability")
     if measured not in (None, ""):
@@ -212,8 +212,10 @@ def _measured_capabilities(query_output: str) -> dict[int, str]:
 
 
 def preflight_compute_capability_check(
-    gpus: Iterable[Mapping] | None, models: Iterable[Mapping] | None, compute_caps: str = ""
-) -> list[dict]:
+    gpus: Iterable[Mapping[str, Any]] | None,
+    models: Iterable[Mapping[str, Any]] | None,
+    compute_caps: str = "",
+) -> list[dict[str, Any]]:
     """One record per model: can every GPU run its dtype and quantization? Unknown capability passes.
 
     ``compute_caps`` is nvidia-smi's answer to ``--query-gpu=index,compute_cap`` (drivers older than 510
@@ -262,7 +264,7 @@ def preflight_compute_capability_check(
     return records
 
 
-def preflight_failures(checks: Iterable[Mapping]) -> dict:
+def preflight_failures(checks: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     """The failed checks and one message listing each problem with its fix."""
     failed = [dict(check) for check in checks or [] if not check.get("ok")]
     lines = [f"{len(failed)} preflight check(s) failed; nothing was changed:"] if failed else []
@@ -274,7 +276,7 @@ def preflight_failures(checks: Iterable[Mapping]) -> dict:
 
 
 class FilterModule:
-    def filters(self):
+    def filters(self) -> dict[str, Callable[..., Any]]:
         return {
             "preflight_check": preflight_check,
             "preflight_branch_cuda": preflight_branch_cuda,
