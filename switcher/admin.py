@@ -116,14 +116,15 @@ class Admin:
         the NetworkPolicy restricts who reaches the switcher.
         """
         name = request.match_info["model"]
-        if self.manager.resolve(name) is None:
+        m = self.manager.resolve(name)
+        if m is None:
             return _error(404, f"unknown model {name}")
         cap = self.manager.policy.boot_poll_max_seconds
         try:
             wait = min(float(request.query.get("wait", cap)), cap)
         except ValueError:
             return _error(400, "wait must be a number of seconds")
-        granted, status = await self.manager.request_boot(self.manager.resolve(name).name, max(wait, 0.0))
+        granted, status = await self.manager.request_boot(m.name, max(wait, 0.0))
         if granted:
             return web.json_response(status)
         return web.json_response(status, status=423, headers={"Retry-After": "1"})

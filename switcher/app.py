@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 
 import aiohttp
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from .admin import Admin, TokenSource
 from .config import Config, read_admin_token
@@ -35,7 +36,7 @@ class Switcher:
         self.admin = Admin(self.manager, self.metrics, TokenSource(config.admin_token_file, admin_token))
         self.guard = ConnectionGuard(config.limits)
         self._sessions: list[aiohttp.ClientSession] = []
-        self._tasks: list[asyncio.Task] = []
+        self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
         policy = self.config.policy
@@ -90,7 +91,7 @@ class Switcher:
 
 
 @web.middleware
-async def openai_not_found(request: web.Request, handler) -> web.StreamResponse:
+async def openai_not_found(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Unknown routes and wrong methods answer in the OpenAI error shape, not aiohttp's plain text."""
     unmatched = request.match_info.http_exception
     if isinstance(unmatched, web.HTTPNotFound):

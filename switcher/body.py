@@ -51,7 +51,7 @@ def find_model(
     has more than ``max_elements`` strings, objects and arrays, has no ``model``, or has it twice
     (the switcher and the engine could read different ones).
     """
-    start = _SPACE.match(body).end()
+    start = _SPACE.match(body).end()  # type: ignore[union-attr]  # matches the empty string
     if start >= len(body) or body[start] != ord("{"):
         raise BodyError(400, "the request body must be a JSON object", "invalid_json")
     # Counted at C speed first, so the scan below (Python per element) has a bounded cost.
@@ -131,7 +131,8 @@ def _key(body: bytes | bytearray, start: int, end: int) -> str | None:
     if b"\\" not in raw:
         return raw[1:-1].decode("utf-8", "replace")
     try:  # "mod\u0065l" is "model" to the engine, so it must be to us
-        return json.loads(raw)
+        key = json.loads(raw)
+        return key if isinstance(key, str) else None
     except ValueError:
         return None
 

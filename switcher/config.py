@@ -31,7 +31,7 @@ class _Strict(BaseModel):
 
 class Listen(_Strict):
     host: str = "0.0.0.0"
-    port: int = Field(8080, ge=1, le=65535)
+    port: int = Field(default=8080, ge=1, le=65535)
 
 
 class ModelSpec(_Strict):
@@ -80,14 +80,14 @@ class Policy(_Strict):
     residency_switch_cost_multiple: Annotated[float, Field(ge=0)] = 4.0
     demand_grace_seconds: NonNegativeSeconds = 0.05
     drain_timeout_seconds: NonNegativeSeconds = 30.0
-    queue_max_per_model: int = Field(64, ge=1)
+    queue_max_per_model: int = Field(default=64, ge=1)
     queue_timeout_seconds: PositiveSeconds = 300.0
     sleep_timeout_seconds: PositiveSeconds = 120.0
     wake_timeout_seconds: PositiveSeconds = 120.0
     batch_window_seconds: NonNegativeSeconds = 0.0
     retry_backoff_initial_seconds: PositiveSeconds = 5.0
     retry_backoff_max_seconds: PositiveSeconds = 120.0
-    retry_after_seconds: int = Field(5, ge=1)
+    retry_after_seconds: int = Field(default=5, ge=1)
     health_interval_seconds: PositiveSeconds = 5.0
     engine_probe_timeout_seconds: PositiveSeconds = 3.0
     boot_grant_timeout_seconds: PositiveSeconds = 900.0
@@ -110,16 +110,16 @@ MiB = 1024**2
 class Limits(_Strict):
     """What one client can make the switcher hold: bytes, connections, time (README "Limits")."""
 
-    max_body_bytes: int = Field(4 * MiB, ge=1024)
-    max_buffered_body_bytes: int = Field(64 * MiB, ge=1024)
-    max_json_depth: int = Field(64, ge=2, le=512)
-    max_json_elements: int = Field(100_000, ge=16)
+    max_body_bytes: int = Field(default=4 * MiB, ge=1024)
+    max_buffered_body_bytes: int = Field(default=64 * MiB, ge=1024)
+    max_json_depth: int = Field(default=64, ge=2, le=512)
+    max_json_elements: int = Field(default=100_000, ge=16)
     header_timeout_seconds: PositiveSeconds = 10.0
     body_timeout_seconds: PositiveSeconds = 60.0
     idle_timeout_seconds: PositiveSeconds = 75.0
     write_timeout_seconds: PositiveSeconds = 30.0
-    max_connections: int = Field(1024, ge=1)
-    health_reserve_connections: int = Field(16, ge=1)
+    max_connections: int = Field(default=1024, ge=1)
+    health_reserve_connections: int = Field(default=16, ge=1)
 
     @model_validator(mode="after")
     def _buffer_holds_a_body(self) -> Limits:

@@ -13,6 +13,7 @@ import asyncio
 import logging
 import math
 import time
+from functools import partial
 
 from .config import Config, model_share_gib
 from .decisions import backoff_seconds, public_reason, resident_use
@@ -50,8 +51,8 @@ class ManagerCore:
             for alias in spec.aliases:
                 self.routes[alias] = m
             metrics.add_model(m.name, m.state)
-            metrics.queue_depth.labels(model=m.name).set_function(lambda m=m: len(m.queue))
-            metrics.inflight.labels(model=m.name).set_function(lambda m=m: m.inflight)
+            metrics.queue_depth.labels(model=m.name).set_function(partial(_queued, m))
+            metrics.inflight.labels(model=m.name).set_function(partial(_inflight, m))
         self._lock = asyncio.Lock()
         self._kick = asyncio.Event()
         self._probe_now = asyncio.Event()
@@ -173,3 +174,11 @@ class ManagerCore:
     def _defer(self, when: float) -> None:
         if self._next_deadline is None or when < self._next_deadline:
             self._next_deadline = when
+
+
+def _queued(m: ModelRuntime) -> float:
+    return len(m.queue)
+
+
+def _inflight(m: ModelRuntime) -> float:
+    return m.inflight

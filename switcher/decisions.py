@@ -19,7 +19,7 @@ def public_reason(reason: str) -> str:
 
 
 def backoff_seconds(failures: int, initial: float, maximum: float) -> float:
-    return min(initial * 2 ** max(failures - 1, 0), maximum)
+    return min(initial * 2.0 ** max(failures - 1, 0), maximum)
 
 
 def resident_use(state: ModelState, share: float, residual: float, current: float) -> float:

@@ -11,6 +11,7 @@ import asyncio
 import json
 import re
 import time
+from collections.abc import Callable
 
 import aiohttp
 
@@ -130,7 +131,7 @@ class EngineClient:
         await self._reset_prefix_cache(left)
         await self._wait_sleeping(False, deadline)
 
-    async def _reset_prefix_cache(self, left) -> None:
+    async def _reset_prefix_cache(self, left: Callable[[], float]) -> None:
         """``POST /reset_prefix_cache`` until it reports success, within the wake's deadline.
 
         vLLM 0.32 answers HTTP 200 with ``{"success": false}`` while blocks are still held; an answer

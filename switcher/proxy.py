@@ -21,6 +21,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import aiohttp
 from aiohttp import web
@@ -125,7 +126,7 @@ class Proxy:
         self._scanner = ThreadPoolExecutor(1, thread_name_prefix="switcher-body-scan")
         self.session: aiohttp.ClientSession | None = None  # set when the app starts
         # In-flight forwards by model, so a drain that gives up can end them (see _watch_drains).
-        self._forwards: dict[str, dict[asyncio.Task, _Exchange]] = {name: {} for name in manager.models}
+        self._forwards: dict[str, dict[asyncio.Task[Any], _Exchange]] = {name: {} for name in manager.models}
         self._drain_started: dict[str, float] = {}
         self.responses: OrderedDict[str, str] = OrderedDict()  # response id -> model name
 
@@ -191,6 +192,7 @@ class Proxy:
                 return self._too_large(request, ex)
             form = request.content_type == "multipart/form-data"
             try:
+                name: object
                 if form:
                     name, span = find_form_model(body, request.headers.get("Content-Type", ""))
                 elif len(body) > _SCAN_INLINE_BYTES:
@@ -333,7 +335,9 @@ class Proxy:
             "request_too_large",
         )
 
-    def _refuse(self, request: web.Request, ex: _Exchange, status: int, message: str, code: str):
+    def _refuse(
+        self, request: web.Request, ex: _Exchange, status: int, message: str, code: str
+    ) -> web.Response:
         """An answer sent before the body was read: the connection closes (the rest is not read)."""
         self._count(ex, status)
         err_type = "service_unavailable" if status == 503 else "invalid_request_error"
@@ -346,7 +350,12 @@ class Proxy:
     # ------------------------------------------------------------------ forwarding
 
     async def _forward(
-        self, request: web.Request, m: ModelRuntime, body: bytearray, ex: _Exchange, release_body
+        self,
+        request: web.Request,
+        m: ModelRuntime,
+        body: bytearray,
+        ex: _Exchange,
+        release_body: Callable[[], None],
     ) -> web.StreamResponse:
         headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP_HEADERS}
         url = m.spec.base_url + request.rel_url.raw_path_qs
@@ -525,7 +534,7 @@ class Proxy:
             )
         return web.json_response(self._card(m))
 
-    def _card(self, m: ModelRuntime) -> dict:
+    def _card(self, m: ModelRuntime) -> dict[str, object]:
         return {
             "id": m.name,
             "object": "model",

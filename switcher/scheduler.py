@@ -187,7 +187,7 @@ def decide(models: list[ModelView], rules: Rules, now: float) -> Decision:
     def overdue(m: ModelView) -> bool:
         return now - min(m.waiting) >= rules.starvation_age
 
-    def rank(m: ModelView) -> tuple:
+    def rank(m: ModelView) -> tuple[bool, float, int, float, str]:
         late = overdue(m)
         return (
             not late,

@@ -27,6 +27,7 @@ import traceback
 from typing import Any
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 from aiohttp.web_protocol import RequestHandler
 
 from .config import Limits
@@ -141,6 +142,7 @@ class GuardedHandler(RequestHandler):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         guard = self.guard
         if not guard.admit(self):
+            assert isinstance(transport, asyncio.Transport)
             transport.abort()  # over the cap and the reserve, all busy: refused before anything is read
             return
         self._counted = True
@@ -238,11 +240,10 @@ class GuardedHandler(RequestHandler):
 
 
 @web.middleware
-async def guard_middleware(request: web.Request, handler) -> web.StreamResponse:
+async def guard_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Mark the connection busy while a handler runs; keep reserve connections to health paths."""
     protocol = request.protocol
-    guarded = isinstance(protocol, GuardedHandler)
-    if guarded:
+    if isinstance(protocol, GuardedHandler):
         if protocol.reserve_slot and request.path not in HEALTH_PATHS:
             resp = web.json_response(
                 {
@@ -262,7 +263,7 @@ async def guard_middleware(request: web.Request, handler) -> web.StreamResponse:
     try:
         return await handler(request)
     finally:
-        if guarded:
+        if isinstance(protocol, GuardedHandler):
             protocol.request_finished()
 
 
