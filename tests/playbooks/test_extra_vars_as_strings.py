@@ -317,6 +317,7 @@ def literal_defaults(options: dict[str, str], overrides: dict) -> dict:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)
 def test_preflight_runs_with_every_typed_option_given_as_a_string(local_inventory, run_playbook, tmp_path):
     """Lab mode (no GPU on the bus) with a stand-in nvidia-smi, so the VRAM plan and the compute
     capability check consume the strings too."""
@@ -378,6 +379,78 @@ def test_preflight_runs_with_every_typed_option_given_as_a_string(local_inventor
     assert "preflight_min_cpus is 4096" in output and "preflight_min_memory_gib is" in output
 
 
+def typed_specs() -> dict[str, dict]:
+    """Each typed top-level option's spec (type, choices), from every role and entry point."""
+    specs: dict[str, dict] = {}
+    for spec_file in sorted(REPO.glob("roles/*/meta/argument_specs.yml")):
+        for entry in (yaml.safe_load(spec_file.read_text())["argument_specs"] or {}).values():
+            for name, option in (entry.get("options") or {}).items():
+                if option.get("type") in TYPED:
+                    specs[name] = {k: option[k] for k in ("type", "choices") if k in option}
+    return specs
+
+
+def sample_value(name: str, spec: dict):
+    """The role default when it is a literal, else a value of the right type (a choice where there are some)."""
+    if spec.get("choices"):
+        return spec["choices"][0]
+    value = literal_defaults({name: spec["type"]}, {}).get(name)
+    if value is not None:
+        return value
+    return {"int": 1, "float": 0.5, "bool": True}[spec["type"]]
+
+
+@pytest.mark.slow
+def test_argument_validation_accepts_every_typed_option_as_a_string(tmp_path):
+    """Ansible's role argument validation, for every typed option of every role at once, with -e strings;
+    and a string that is not a number, or not a choice, is refused naming the option."""
+    specs = typed_specs()
+    playbook = tmp_path / "validate.yml"
+    playbook.write_text(
+        yaml.safe_dump(
+            [
+                {
+                    "hosts": "localhost",
+                    "gather_facts": False,
+                    "tasks": [
+                        {
+                            "name": "Validate the typed options",
+                            "ansible.builtin.validate_argument_spec": {"argument_spec": specs},
+                        }
+                    ],
+                }
+            ]
+        )
+    )
+    values = {name: sample_value(name, spec) for name, spec in specs.items()}
+
+    def run(overrides: dict) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [
+                str(BIN / "ansible-playbook"),
+                "-i",
+                "localhost,",
+                "-c",
+                "local",
+                str(playbook),
+                *extra_var_args({**values, **overrides}),
+            ],
+            cwd=REPO,
+            env=ansible_env(),
+            capture_output=True,
+            text=True,
+            timeout=240,
+        )
+
+    good = run({})
+    assert good.returncode == 0, good.stdout[-3000:] + good.stderr[-2000:]
+    bad = run({"preflight_min_cpus": "many", "k3sllm_sleep_level": 3, "k3s_upgrade_run": "maybe"})
+    output = bad.stdout + bad.stderr
+    assert bad.returncode != 0
+    for name in ("preflight_min_cpus", "k3sllm_sleep_level", "k3s_upgrade_run"):
+        assert name in output, output[-3000:]
+
+
 RENDER_ROLES = (
     "k3sllm",
     "k8s_apply",
@@ -414,6 +487,7 @@ def tree(folder: Path) -> dict[str, str]:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)  # two renders of the example inventory
 def test_render_is_the_same_with_typed_values_and_with_strings(tmp_path):
     options = typed_options(RENDER_ROLES)
     values = literal_defaults(options, {"k3sllm_render_only": True})
