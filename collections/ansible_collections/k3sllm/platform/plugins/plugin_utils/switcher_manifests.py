@@ -15,10 +15,14 @@ from typing import Any
 
 import yaml
 
-from ansible_collections.k3sllm.platform.plugins.plugin_utils.catalog import ENGINE_SELECTOR, switcher_models
+from ansible_collections.k3sllm.platform.plugins.plugin_utils.catalog import (
+    ENGINE_SELECTOR,
+    SWITCHER_SELECTOR,
+    switcher_models,
+)
 
 SWITCHER_NAME = "switcher"
-SWITCHER_LABELS = {"app.kubernetes.io/name": SWITCHER_NAME, "app.kubernetes.io/part-of": "k3sllm"}
+SWITCHER_LABELS = {**SWITCHER_SELECTOR, "app.kubernetes.io/part-of": "k3sllm"}
 
 CONFIG_DIR = "/etc/k3sllm-switcher"
 CODE_DIR = "/opt/k3sllm/switcher"
