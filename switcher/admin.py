@@ -54,11 +54,16 @@ class Admin:
         self.metrics = metrics
         self.tokens = tokens
 
-    def routes(self) -> list[web.RouteDef]:
+    def health_routes(self) -> list[web.RouteDef]:
+        """Probes and metrics: on the main port, or on ``metrics_listen`` when that is set."""
         return [
             web.get("/healthz", self.healthz),
             web.get("/readyz", self.readyz),
             web.get("/metrics", self.metrics_endpoint),
+        ]
+
+    def routes(self) -> list[web.RouteDef]:
+        return [
             web.get("/boot/{model}", self.boot),
             web.get("/admin/models", self.list_models),
             web.post("/admin/models/{model}/activate", self.activate),

@@ -87,6 +87,14 @@ class Switcher:
         app.router.add_get("/v1/responses/{response_id}", self.proxy.handle_stored_response)
         app.router.add_post("/v1/responses/{response_id}/cancel", self.proxy.handle_stored_response)
         app.add_routes(self.admin.routes())
+        if self.config.metrics_listen is None:
+            app.add_routes(self.admin.health_routes())
+        return app
+
+    def metrics_app(self) -> web.Application:
+        """``metrics_listen``'s app: /metrics, /healthz and /readyz only (reads no request bodies)."""
+        app = web.Application(client_max_size=1024, middlewares=[openai_not_found])
+        app.add_routes(self.admin.health_routes())
         return app
 
 
@@ -149,9 +157,37 @@ async def start_site(switcher: Switcher, host: str, port: int) -> web.AppRunner:
     return runner
 
 
+async def start_metrics_site(switcher: Switcher, host: str, port: int) -> web.AppRunner:
+    """Serve ``metrics_listen``; start it after ``start_site`` (whose app starts the switcher)."""
+    runner = web.AppRunner(
+        switcher.metrics_app(),
+        access_log=None,
+        shutdown_timeout=1,
+        keepalive_timeout=switcher.config.limits.idle_timeout_seconds,
+    )
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    try:
+        await site.start()
+    except OSError as exc:
+        await runner.cleanup()
+        reason = os.strerror(exc.errno) if exc.errno else str(exc)
+        raise ListenError(f"cannot listen on {host}:{port} (metrics_listen): {reason}") from None
+    return runner
+
+
 async def serve(config: Config) -> None:
     switcher = Switcher(config, read_admin_token(config))
     runner = await start_site(switcher, config.listen.host, config.listen.port)
+    runners = [runner]
+    if config.metrics_listen is not None:
+        try:
+            runners.insert(
+                0, await start_metrics_site(switcher, config.metrics_listen.host, config.metrics_listen.port)
+            )
+        except ListenError:
+            await runner.cleanup()
+            raise
     log.info(
         "switcher listening on %s:%d with %d models (%s)",
         config.listen.host,
@@ -166,4 +202,5 @@ async def serve(config: Config) -> None:
             loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     log.info("shutting down")
-    await runner.cleanup()
+    for each in runners:
+        await each.cleanup()

@@ -130,6 +130,9 @@ class Limits(_Strict):
 
 class Config(_Strict):
     listen: Listen = Field(default_factory=Listen)
+    # When set, /metrics, /healthz and /readyz are served here and not on `listen` (a NetworkPolicy can
+    # then let Prometheus scrape without reaching /v1).
+    metrics_listen: Listen | None = None
     limits: Limits = Field(default_factory=Limits)
     admin_token_file: Path | None = None
     log_level: Literal["debug", "info", "warning", "error"] = "info"
@@ -138,6 +141,11 @@ class Config(_Strict):
 
     @model_validator(mode="after")
     def _names_and_capacity(self) -> Config:
+        if self.metrics_listen is not None and self.metrics_listen.port == self.listen.port:
+            raise ValueError(
+                f"metrics_listen.port must differ from listen.port ({self.listen.port}): "
+                "metrics are served on a port of their own"
+            )
         seen: dict[str, str] = {}
         for index, model in enumerate(self.models):
             for key in (model.name, *model.aliases):
