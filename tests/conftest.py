@@ -18,6 +18,11 @@ SHARED_WORKER_GROUPS = {
 }
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    # pytest-xdist registers the mark itself; with -p no:xdist --strict-markers would refuse it.
+    config.addinivalue_line("markers", "xdist_group(name): tests that run on one xdist worker")
+
+
 @pytest.hookimpl(tryfirst=True)  # before xdist reads the marks (--dist loadgroup)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """One xdist group per test file (what --dist loadfile did), except the files that share a stack."""
