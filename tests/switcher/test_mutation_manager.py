@@ -302,3 +302,65 @@ async def test_each_switch_is_logged_with_why(make_cluster, caplog):
     c = await make_cluster(AB)
     assert (await c.request("b")).model == "b"
     assert any(m.startswith("switching to b (1 waiting, ") and "switch cost" in m for m in caplog.messages)
+
+
+async def test_a_wake_that_fails_half_way_puts_the_engine_back_to_sleep(make_cluster):
+    # b's /wake_up works but vLLM keeps answering {"success": false} to the prefix-cache reset, so the
+    # wake times out with b's engine awake. b is put back to sleep (its VRAM not counted twice), and
+    # a, slept for it, is woken again.
+    c = await make_cluster(
+        AB,
+        policy={
+            "wake_timeout_seconds": 0.3,
+            "retry_backoff_initial_seconds": 30,
+            "retry_backoff_max_seconds": 30,
+        },
+    )
+    c.engines["b"].faults.busy_prefix_resets = 1_000_000
+    r = await c.request("b")
+    assert r.status == 503 and r.body["error"]["message"] == "model b is unavailable: wake failed"
+    b = c.manager.models["b"]
+    assert c.state("b") == "failed" and c.engines["b"].state == "sleeping"
+    assert (b.use, b.slept_level) == (0.0, 1)  # back to sleep at its level, holding only its residual
+    assert c.engines["b"].stats.sleeps == [1]
+    await wait_until(lambda: c.state("a") == "awake", what="a woken again")
+    assert (await c.request("a")).model == "a"
+    c.assert_gpu_safe()
+
+
+async def test_a_backed_off_default_model_does_not_keep_the_next_one_asleep(make_cluster):
+    # a and b are awake by default; a (higher priority) is backed off while asleep, because x would not
+    # go to sleep to make room for it. When the defaults are restored (a boot grant revoked), b, which
+    # fits beside x, is woken although a, ahead of it, is skipped.
+    models = [
+        {"name": "a", "vram": 8, "awake_by_default": True, "priority": 1},
+        {"name": "b", "vram": 2, "awake_by_default": True},
+        {"name": "x", "vram": 8},
+        {"name": "c", "vram": 2},
+    ]
+    c = await make_cluster(
+        models,
+        coresidency=True,
+        gpu_gib=10,
+        residual_gib=0,
+        awake=("x",),
+        policy={
+            "sleep_timeout_seconds": 0.3,
+            "retry_backoff_initial_seconds": 30,
+            "retry_backoff_max_seconds": 30,
+        },
+    )
+    await wait_until(lambda: c.state("b") == "awake", what="b, a default, woken beside x")
+    c.engines["x"].faults.hang_sleep = True
+    r = await c.request("a")
+    assert r.status == 503 and "could not make room" in r.body["error"]["message"]
+    assert c.state("a") == "sleeping" and c.manager.models["a"].blocked_until > time.monotonic()
+    if c.state("b") == "awake":
+        assert await c.manager.sleep(c.manager.models["b"]) == (True, "sleeping")
+    await c.engines["c"].kill()
+    async with c.session.get(f"{c.url}/boot/c?wait=1") as resp:
+        assert resp.status == 200  # room for c beside x
+    assert await c.manager.revoke_boot(c.manager.models["c"]) == (True, "boot grant revoked")
+    await wait_until(lambda: c.state("b") == "awake", what="b restored past the backed-off a")
+    assert c.state("a") == "sleeping"
+    c.assert_gpu_safe()
