@@ -242,3 +242,60 @@ def test_describe_model_uses_a_complete_local_manifest(tmp_path):
     assert (
         described["bytes"] == 1234 and described["present_bytes"] == 1234 and described["source"] == "local"
     )
+
+
+def hf_local_dir(
+    folder: Path, files: dict[str, bytes], commit: str, etags: dict[str, str] | None = None
+) -> None:
+    """A folder as ``hf download --local-dir`` leaves it: the files, and per file a metadata file of
+    three lines (commit, ETag = LFS sha256 or git blob id, timestamp) under .cache/huggingface/download."""
+    for path, data in files.items():
+        (folder / path).parent.mkdir(parents=True, exist_ok=True)
+        (folder / path).write_bytes(data)
+        etag = (etags or {}).get(path) or hashlib.sha256(data).hexdigest()
+        meta = folder / ".cache" / "huggingface" / "download" / f"{path}.metadata"
+        meta.parent.mkdir(parents=True, exist_ok=True)
+        meta.write_text(f"{commit}\n{etag}\n1764600000.0\n")
+
+
+def test_offline_folder_from_hf_download_is_verified_with_its_metadata(tmp_path):
+    folder = tmp_path / "copy"
+    shard, config = os.urandom(3000), b'{"a": 1}\n'
+    blob = hashlib.sha1(b"blob %d\x00" % len(config) + config).hexdigest()
+    hf_local_dir(folder, {"model.safetensors": shard, "config.json": config}, "1" * 40, {"config.json": blob})
+    snap = w.FolderSource(folder, "org/m", "1" * 40).snapshot()
+    assert snap.sha == "1" * 40 and snap.verified_source
+    by_path = {f.path: f for f in snap.files}
+    assert set(by_path) == {"model.safetensors", "config.json"}  # the .cache folder is not a model file
+    assert by_path["model.safetensors"].sha256 == hashlib.sha256(shard).hexdigest()
+    assert by_path["config.json"].blob_id == blob
+
+    # A file changed after the download no longer matches its metadata: refused, not copied.
+    (folder / "model.safetensors").write_bytes(bytes(3000))
+    with pytest.raises(w.WeightsError) as err:
+        w.ensure_weights(
+            name="m",
+            repo="org/m",
+            revision="1" * 40,
+            weights_dir=tmp_path / "weights",
+            source=w.FolderSource(folder, "org/m", "1" * 40),
+            retries=0,
+            retry_delay=0,
+            free_bytes=lambda _path: 1 << 40,
+        )
+    assert err.value.kind == "checksum_mismatch"
+
+
+def test_offline_folder_metadata_of_two_commits_or_none_at_all(tmp_path):
+    mixed = tmp_path / "mixed"
+    hf_local_dir(mixed, {"a.bin": b"a"}, "1" * 40)
+    hf_local_dir(mixed, {"b.bin": b"b"}, "2" * 40)
+    with pytest.raises(w.WeightsError, match="several commits"):
+        w.FolderSource(mixed, "org/m", "main").snapshot()
+
+    # Metadata cut short (one line) counts as none: the files are taken as they are, and said so.
+    bare = tmp_path / "bare"
+    hf_local_dir(bare, {"a.bin": b"a"}, "1" * 40)
+    (bare / ".cache" / "huggingface" / "download" / "a.bin.metadata").write_text("1" * 40 + "\n")
+    snap = w.FolderSource(bare, "org/m", "main").snapshot()
+    assert not snap.verified_source and snap.sha == "main" and snap.files[0].sha256 is None
