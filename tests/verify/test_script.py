@@ -115,16 +115,35 @@ def test_failed_checks_are_reported_and_skip_the_benchmark(stack: Stack, tmp_pat
 
 
 def test_wrong_admin_token(stack: Stack, tmp_path: Path) -> None:
+    reports = tmp_path / "reports"
     proc = run_script(
         stack,
         tmp_path,
-        *verify_args(stack, tmp_path / "reports", "--concurrency", "1", "--requests", "1"),
+        *verify_args(stack, reports, "--concurrency", "1", "--requests", "1"),
         secrets={"api_key": API_KEY, "switcher_token": "wrong-token-value"},
     )
-    assert proc.returncode == 2
-    assert "the switcher refused the admin token (HTTP 401)" in proc.stderr
-    assert "switcher-admin-token" in proc.stderr
+    assert proc.returncode == 1
     assert "wrong-token-value" not in proc.stdout + proc.stderr
+    # The checks before the benchmark passed and are in the report; the benchmark says why it stopped.
+    report = json.loads(next(reports.glob("*.json")).read_text())
+    failed = [c for c in report["checks"] if not c["ok"]]
+    assert [c["name"] for c in failed] == ["benchmark"]
+    assert failed[0]["detail"].startswith("the switcher refused the admin token (HTTP 401)")
+    assert "switcher-admin-token" in failed[0]["detail"]
+    assert len(report["checks"]) == 7
+
+
+def test_prometheus_unreachable_is_a_failed_check(stack: Stack, tmp_path: Path) -> None:
+    reports = tmp_path / "reports"
+    dead = "http://127.0.0.1:9"  # discard port: nothing listens
+    proc = run_script(
+        stack, tmp_path, *verify_args(stack, reports, "--prometheus-url", dead, "--skip-benchmark")
+    )
+    assert proc.returncode == 1
+    report = json.loads(next(reports.glob("*.json")).read_text())
+    failed = {c["name"]: c["detail"] for c in report["checks"] if not c["ok"]}
+    assert list(failed) == ["Prometheus API"]
+    assert failed["Prometheus API"].startswith(f"{dead}: ConnectError")
 
 
 def test_switch(stack: Stack, tmp_path: Path) -> None:

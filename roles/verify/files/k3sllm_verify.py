@@ -406,9 +406,15 @@ async def check_prometheus(
     client: httpx.AsyncClient, url: str, ignored_jobs: Sequence[str], ignored_alerts: Sequence[str]
 ) -> list[Check]:
     checks = []
-    resp = await client.get(url + "/api/v1/targets", params={"state": "active"})
-    resp.raise_for_status()
-    targets = resp.json()["data"]["activeTargets"]
+    try:
+        resp = await client.get(url + "/api/v1/targets", params={"state": "active"})
+        resp.raise_for_status()
+        targets = resp.json()["data"]["activeTargets"]
+        alerts_resp = await client.get(url + "/api/v1/alerts")
+        alerts_resp.raise_for_status()
+        alerts = alerts_resp.json()["data"]["alerts"]
+    except (httpx.HTTPError, ValueError, KeyError) as exc:
+        return [Check("Prometheus API", False, f"{url}: {type(exc).__name__}: {_short(str(exc))}")]
     down = [
         f"{t['labels'].get('job', '?')} {t.get('scrapeUrl', '')}: {t.get('lastError') or t.get('health')}"
         for t in targets
@@ -421,12 +427,10 @@ async def check_prometheus(
             f"; down: {'; '.join(down)}" if down else ""
         )
         checks.append(Check("Prometheus targets up", not down, detail))
-    resp = await client.get(url + "/api/v1/alerts")
-    resp.raise_for_status()
     firing = sorted(
         {
             a["labels"].get("alertname", "?")
-            for a in resp.json()["data"]["alerts"]
+            for a in alerts
             if a.get("state") == "firing" and a["labels"].get("alertname") not in ignored_alerts
         }
     )
@@ -581,6 +585,37 @@ def _client(args: argparse.Namespace) -> httpx.AsyncClient:
     return httpx.AsyncClient(verify=verify, timeout=httpx.Timeout(args.timeout, connect=10), limits=limits)
 
 
+async def benchmark(
+    args: argparse.Namespace,
+    secrets: dict[str, str],
+    client: httpx.AsyncClient,
+    gateway: str,
+    key: str,
+    report: dict,
+    checks: list[Check],
+) -> None:
+    """The concurrency levels, then the switch of every ordered pair of models, into ``report``."""
+    with endpoint(args.switcher_url, args, args.namespace, args.switcher_service, args.switcher_port) as url:
+        switcher = Switcher(client, url, secrets["switcher_token"])
+        for model in report["settings"]["bench_models"]:
+            await switcher.wait_awake(model, args.wake_timeout)
+            for concurrency in args.concurrency:
+                requests = max(args.requests, concurrency)
+                level = await run_level(
+                    client, gateway, key, model, concurrency, requests, args.prompt, args.max_tokens
+                )
+                report["benchmark"].append(asdict(level))
+                if level.failed:
+                    detail = f"{level.failed} of {level.requests} failed: {'; '.join(level.errors)}"
+                    checks.append(Check(f"benchmark {model} x{concurrency}", False, detail))
+        if not args.skip_switches:
+            for a, b in itertools.permutations(args.model, 2):
+                pair = await measure_switch(client, switcher, gateway, key, a, b, args.wake_timeout)
+                report["switches"].append(pair)
+                if not pair["ok"]:
+                    checks.append(Check(f"switch {a} -> {b}", False, pair["error"] or "failed"))
+
+
 async def verify(
     args: argparse.Namespace, secrets: dict[str, str], prior_checks: Sequence[Check] = ()
 ) -> dict:
@@ -615,32 +650,12 @@ async def verify(
             ) as prom:
                 checks.extend(await check_prometheus(client, prom, args.ignore_job, args.ignore_alert))
         if all(c.ok for c in checks) and not args.skip_benchmark:
-            with endpoint(
-                args.switcher_url, args, args.namespace, args.switcher_service, args.switcher_port
-            ) as url:
-                switcher = Switcher(client, url, secrets["switcher_token"])
-                for model in report["settings"]["bench_models"]:
-                    await switcher.wait_awake(model, args.wake_timeout)
-                    for concurrency in args.concurrency:
-                        requests = max(args.requests, concurrency)
-                        level = await run_level(
-                            client, gateway, key, model, concurrency, requests, args.prompt, args.max_tokens
-                        )
-                        report["benchmark"].append(asdict(level))
-                        if level.failed:
-                            checks.append(
-                                Check(
-                                    f"benchmark {model} x{concurrency}",
-                                    False,
-                                    f"{level.failed} of {level.requests} failed: {'; '.join(level.errors)}",
-                                )
-                            )
-                if not args.skip_switches:
-                    for a, b in itertools.permutations(args.model, 2):
-                        pair = await measure_switch(client, switcher, gateway, key, a, b, args.wake_timeout)
-                        report["switches"].append(pair)
-                        if not pair["ok"]:
-                            checks.append(Check(f"switch {a} -> {b}", False, pair["error"] or "failed"))
+            # A benchmark that cannot go on (no admin token, a model that does not wake) is a failed
+            # check in the report, not a lost report.
+            try:
+                await benchmark(args, secrets, client, gateway, key, report, checks)
+            except VerifyError as exc:
+                checks.append(Check("benchmark", False, str(exc)))
     report["checks"] = [asdict(c) for c in checks]
     report["verdict"] = "all checks passed" if all(c.ok for c in checks) else "CHECKS FAILED"
     return report
