@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import copy
 import os
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -113,3 +115,117 @@ def test_catalog_that_does_not_fit_the_gpu_fails_in_preflight(local_inventory, r
     assert "Capacity plan:" in output
     assert "big-a" in output and "big-b" in output
     assert not Path(LAB["preflight_fact_dir"]).exists()
+
+
+FIXTURES = REPO / "collections/ansible_collections/k3sllm/platform/tests/unit/plugins/modules/fixtures"
+
+
+def nvidia_smi_standin(folder: Path, cuda: str, compute_cap: str) -> Path:
+    """A stand-in nvidia-smi: `-q -x` prints an H100's XML log with the given CUDA version,
+    `--query-gpu=index,compute_cap` the given capability (as a real driver answers both)."""
+    xml = (
+        (FIXTURES / "nvidia-smi-h100.xml")
+        .read_text()
+        .replace("<cuda_version>12.4</cuda_version>", f"<cuda_version>{cuda}</cuda_version>")
+    )
+    assert f"<cuda_version>{cuda}</cuda_version>" in xml
+    (folder / "nvidia-smi.xml").write_text(xml)
+    standin = folder / "nvidia-smi"
+    standin.write_text(
+        f'#!/bin/sh\ncase "$*" in *compute_cap*) echo "0, {compute_cap}" ;; *) cat {folder / "nvidia-smi.xml"} ;; esac\n'
+    )
+    standin.chmod(0o755)
+    return folder
+
+
+def failed_checks(output: str) -> list[str]:
+    """Names of the checks preflight's one failure message lists ("1. [name] problem")."""
+    return [
+        line.split("]", 1)[0].split("[", 1)[1]
+        for line in output.splitlines()
+        if line[:1].isdigit() and ". [" in line
+    ]
+
+
+def test_preflight_lists_every_problem_with_its_fix_in_one_run(local_inventory, run_playbook, tmp_path):
+    """Four problems at once, the driver's CUDA and the GPU's compute capability among them: one run
+    names them all, each with its fix, and writes nothing."""
+    standin = nvidia_smi_standin(tmp_path, cuda="12.4", compute_cap="7.5")
+    group_vars = settings(
+        k3sllm_gpu_required=True,
+        k3sllm_hostname="",
+        preflight_min_cpus=4096,
+        k3sllm_models=[{**GOOD_MODEL, "dtype": "bfloat16"}],
+    )
+    result = run_playbook(
+        "playbooks/host.yml",
+        local_inventory(group_vars),
+        "--check",
+        "--tags",
+        "preflight",
+        env={"PATH": f"{standin}:{os.environ['PATH']}"},
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output[-3000:]
+    assert "4 preflight check(s) failed; nothing was changed" in output, output[-4000:]
+    assert sorted(failed_checks(output)) == sorted(
+        ["CPU threads", "driver CUDA version", "compute capability for model tiny", "host name"]
+    )
+    message = output[output.index("4 preflight check(s) failed") :].split("Origin:")[0]
+    assert message.count("\n   Fix: ") == 4, message
+    assert "supports CUDA 12.4" in output and "needs CUDA 13.0 or newer" in output
+    assert "Install NVIDIA driver branch 580 or newer" in output
+    assert "compute capability 7.5; bfloat16 needs compute capability 8.0" in output
+    assert not Path(LAB["preflight_fact_dir"]).exists()
+
+
+def test_preflight_passes_a_driver_and_gpu_that_fit(local_inventory, run_playbook, tmp_path):
+    standin = nvidia_smi_standin(tmp_path, cuda="13.0", compute_cap="9.0")
+    group_vars = settings(
+        k3sllm_gpu_required=True, k3sllm_models=[{**GOOD_MODEL, "dtype": "bfloat16", "quantization": "fp8"}]
+    )
+    result = run_playbook(
+        "playbooks/host.yml",
+        local_inventory(group_vars),
+        "--check",
+        "--tags",
+        "preflight",
+        env={"PATH": f"{standin}:{os.environ['PATH']}"},
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-3000:]
+    for check in ("NVIDIA GPU", "driver CUDA version", "compute capability for model tiny", "VRAM plan"):
+        assert f"'{check}: ok'" in output, output[-3000:]
+
+
+def apt_offers(package: str) -> bool:
+    madison = subprocess.run(["apt-cache", "madison", package], capture_output=True, text=True, check=False)
+    return any(line.split("|")[0].strip() == package for line in madison.stdout.splitlines())
+
+
+@pytest.mark.skipif(
+    shutil.which("apt-cache") is None or shutil.which("nvidia-smi") is not None,
+    reason="needs apt and no NVIDIA driver",
+)
+def test_preflight_before_the_driver_checks_the_planned_branch_and_the_kernel_headers(
+    local_inventory, run_playbook
+):
+    """No driver yet: the branch nvidia_driver would install decides the CUDA check, and apt must offer
+    modules or headers for the running kernel (whether it does is this machine's fact, read here too)."""
+    group_vars = settings(k3sllm_gpu_required=True, nvidia_driver_branch="535")
+    result = run_playbook("playbooks/host.yml", local_inventory(group_vars), "--check", "--tags", "preflight")
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output[-3000:]
+    failed = failed_checks(output)
+    assert "driver CUDA version" in failed
+    assert (
+        "Driver branch 535 (nvidia_driver_branch, what this run would install) supports CUDA 12.2" in output
+    )
+    kernel = os.uname().release
+    headers = f"linux-headers-{kernel}"
+    modules_possible = Path(f"/lib/modules/{kernel}/build").exists() or apt_offers(headers)
+    if Path("/etc/debian_version").exists() and not Path("/etc/lsb-release").exists():
+        assert ("kernel modules for the running kernel" in failed) is not modules_possible, output[-3000:]
+        if not modules_possible:
+            assert f"DKMS needs the headers of the running kernel {kernel}, and {headers}" in output
+    assert "'kernel modules for the running kernel: " in output
