@@ -89,9 +89,10 @@ def test_no_cluster_role_of_ours_reads_secrets(rendered):
     assert not problems, "\n".join(problems)
 
 
-def service_port(objects: list[dict], name: str) -> int:
+def service_port(objects: list[dict], name: str, port_name: str = "http") -> int:
     (service,) = [o for o in objects if o["kind"] == "Service" and o["metadata"]["name"] == name]
-    return int(service["spec"]["ports"][0]["port"])
+    (port,) = [p for p in service["spec"]["ports"] if p["name"] == port_name]
+    return int(port["port"])
 
 
 @pytest.mark.slow
@@ -106,6 +107,7 @@ def test_the_connection_matrix_is_exactly_the_request_path(rendered):
     intruder = Endpoint("intruder", namespace, {"app.kubernetes.io/name": "intruder"})
     switcher, litellm, postgres = by_name["switcher"], by_name["litellm"], by_name["litellm-postgres"]
     switcher_port = service_port(rendered.objects, "switcher")
+    switcher_metrics_port = service_port(rendered.objects, "switcher", "metrics")
     engine_port = service_port(rendered.objects, engines[0].name)
     targets = [(e, port) for e in ours for port in sorted(set(e.ports.values()))]
     targets += [(COREDNS, 53), (API_SERVICE, 443), (API_NODE, 6443), (INTERNET, 443)]
@@ -127,7 +129,7 @@ def test_the_connection_matrix_is_exactly_the_request_path(rendered):
     expected = {
         key(TRAEFIK, litellm, 4000),
         key(PROMETHEUS, litellm, 4000),
-        key(PROMETHEUS, switcher, switcher_port),
+        key(PROMETHEUS, switcher, switcher_metrics_port),
         key(litellm, switcher, switcher_port),
         key(litellm, postgres, 5432),
         *(key(switcher, engine, engine_port) for engine in engines),
@@ -147,6 +149,7 @@ SETTINGS = {
     "namespace": "k3sllm",
     "image": "docker.io/vllm/vllm-openai:v0.32.0",
     "port": 8080,
+    "metrics_port": 9090,
     "service_name": "switcher",
     "engine_port": 8000,
     "run_as_user": 65534,
@@ -487,12 +490,14 @@ def test_the_evaluator_allows_the_built_request_path_and_nothing_around_it():
     new_policy({"matchLabels": {"app.kubernetes.io/name": "vllm"}}, {"from": [{"podSelector": {}}]})(objects)
     assert connection_allowed(objects, switcher, engine, 8000)
     assert not connection_allowed(objects, switcher, engine, 8001)  # the switcher's egress names the port
-    assert connection_allowed(objects, PROMETHEUS, switcher, 8080)
+    assert connection_allowed(objects, PROMETHEUS, switcher, 9090)
+    assert not connection_allowed(objects, PROMETHEUS, switcher, 8080)  # metrics only, never /v1
+    assert not connection_allowed(objects, litellm, switcher, 9090)
     assert connection_allowed(objects, switcher, COREDNS, 53, "UDP")
     assert not connection_allowed(objects, GRAFANA, switcher, 8080)
     assert not connection_allowed(objects, litellm, engine, 8000)  # the engine's ingress is the vllm role's
     assert not connection_allowed(objects, switcher, litellm, 4000)
-    assert not connection_allowed(objects, switcher, switcher, 9090)
+    assert not connection_allowed(objects, switcher, switcher, 9999)
     assert not connection_allowed(objects, switcher, INTERNET, 443)
     assert not connection_allowed(objects, switcher, API_SERVICE, 443)
 

@@ -3,7 +3,9 @@
 
 Each builder returns one object from plain settings, so tests check one object without a render.
 The switcher runs on the vLLM image as a non-root user with a read-only root filesystem; it never
-calls the Kubernetes API, so no ServiceAccount token is mounted.
+calls the Kubernetes API, so no ServiceAccount token is mounted. Its metrics and health routes are
+served on a port of their own (``metrics_listen``), the only one Prometheus's pods may reach: the
+request port's /v1 has no authentication of its own (the gateway in front of it does that).
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ REQUIRED_SETTINGS = (
     "namespace",
     "image",
     "port",
+    "metrics_port",
     "service_name",
     "engine_port",
     "run_as_user",
@@ -93,6 +96,7 @@ def switcher_config(settings: Mapping[str, Any], catalog: Sequence[Mapping[str, 
         policy["gpu_total_vram_gib"] = gpu_gib
     return {
         "listen": {"host": "0.0.0.0", "port": int(settings["port"])},
+        "metrics_listen": {"host": "0.0.0.0", "port": int(settings["metrics_port"])},
         "admin_token_file": f"{TOKEN_DIR}/{TOKEN_KEY}",
         "policy": policy,
         "limits": dict(settings.get("limits") or {}),
@@ -152,14 +156,18 @@ def deployment(settings: Mapping[str, Any], rollout_hash: str) -> dict[str, Any]
             # The vLLM image asks for every GPU; the switcher needs none.
             {"name": "NVIDIA_VISIBLE_DEVICES", "value": "void"},
         ],
-        "ports": [{"name": "http", "containerPort": int(settings["port"])}],
+        "ports": [
+            {"name": "http", "containerPort": int(settings["port"])},
+            {"name": "metrics", "containerPort": int(settings["metrics_port"])},
+        ],
         "resources": {
             "requests": {"cpu": settings["cpu_request"], "memory": "128Mi"},
             "limits": {"memory": settings["memory_limit"]},
         },
-        "readinessProbe": {"httpGet": {"path": "/readyz", "port": "http"}, "periodSeconds": 5},
+        # Health routes are served on the metrics port only.
+        "readinessProbe": {"httpGet": {"path": "/readyz", "port": "metrics"}, "periodSeconds": 5},
         "livenessProbe": {
-            "httpGet": {"path": "/healthz", "port": "http"},
+            "httpGet": {"path": "/healthz", "port": "metrics"},
             "periodSeconds": 10,
             "failureThreshold": 3,
         },
@@ -220,7 +228,10 @@ def service(settings: Mapping[str, Any]) -> dict[str, Any]:
         "metadata": _meta(settings["service_name"], settings["namespace"]),
         "spec": {
             "selector": dict(SWITCHER_LABELS),
-            "ports": [{"name": "http", "port": int(settings["port"]), "targetPort": "http"}],
+            "ports": [
+                {"name": "http", "port": int(settings["port"]), "targetPort": "http"},
+                {"name": "metrics", "port": int(settings["metrics_port"]), "targetPort": "metrics"},
+            ],
         },
     }
 
@@ -232,15 +243,14 @@ def service_monitor(settings: Mapping[str, Any]) -> dict[str, Any]:
         "metadata": _meta(SWITCHER_NAME, settings["namespace"]),
         "spec": {
             "selector": {"matchLabels": dict(SWITCHER_LABELS)},
-            "endpoints": [{"port": "http", "path": "/metrics", "interval": "15s"}],
+            "endpoints": [{"port": "metrics", "path": "/metrics", "interval": "15s"}],
         },
     }
 
 
 def ingress_policy(settings: Mapping[str, Any]) -> dict[str, Any]:
-    """The gateway calls the proxy, the engines' init containers ask for boot grants, Prometheus's own
-    pods scrape /metrics; nothing else reaches the switcher."""
-    port = _tcp(settings["port"])
+    """The gateway calls the proxy and the engines' init containers ask for boot grants (request port);
+    Prometheus's own pods scrape /metrics (metrics port only); nothing else reaches the switcher."""
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
@@ -253,10 +263,15 @@ def ingress_policy(settings: Mapping[str, Any]) -> dict[str, Any]:
                     "from": [
                         {"podSelector": {"matchLabels": dict(settings["client_selector"])}},
                         {"podSelector": {"matchLabels": dict(ENGINE_SELECTOR)}},
-                        _namespace_peer(settings["prometheus_namespace"], settings["prometheus_selector"]),
                     ],
-                    "ports": [port],
-                }
+                    "ports": [_tcp(settings["port"])],
+                },
+                {
+                    "from": [
+                        _namespace_peer(settings["prometheus_namespace"], settings["prometheus_selector"])
+                    ],
+                    "ports": [_tcp(settings["metrics_port"])],
+                },
             ],
         },
     }
@@ -306,6 +321,11 @@ def check_settings(settings: Mapping[str, Any]) -> None:
     missing = [key for key in REQUIRED_SETTINGS if settings.get(key) in (None, "", {})]
     if missing:
         raise SwitcherManifestError(f"switcher manifests: settings missing: {', '.join(missing)}")
+    if int(settings["metrics_port"]) == int(settings["port"]):
+        raise SwitcherManifestError(
+            f"model_switcher_metrics_port must differ from k3sllm_switcher_port ({settings['port']}): "
+            "Prometheus may reach the metrics port only"
+        )
     uid = settings["run_as_user"]
     if isinstance(uid, bool) or not isinstance(uid, int) or uid <= 0:
         raise SwitcherManifestError(

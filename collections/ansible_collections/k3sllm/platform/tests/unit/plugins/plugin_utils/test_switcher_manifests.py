@@ -20,6 +20,7 @@ SETTINGS = {
     "namespace": "k3sllm",
     "image": "docker.io/vllm/vllm-openai:v0.32.0",
     "port": 8080,
+    "metrics_port": 9090,
     "service_name": "switcher",
     "engine_port": 8000,
     "run_as_user": 65534,
@@ -93,6 +94,7 @@ def test_config_is_accepted_by_the_switcher_and_lists_every_model():
     assert config.policy.gpu_total_vram_gib == 80.0 and config.policy.queue_timeout_seconds == 300
     assert config.limits.max_body_bytes == 8388608
     assert config.listen.port == 8080
+    assert config.metrics_listen is not None and config.metrics_listen.port == 9090
     assert str(config.admin_token_file) == "/var/run/secrets/k3sllm-switcher/admin-token"
 
 
@@ -158,26 +160,45 @@ def test_the_code_and_token_are_shipped_as_given():
     assert built[("ConfigMap", "switcher-code")]["data"] == CODE
     assert built[("Secret", "switcher-admin-token")]["stringData"] == {"admin-token": TOKEN}
     service = built[("Service", "switcher")]
-    assert service["spec"]["ports"] == [{"name": "http", "port": 8080, "targetPort": "http"}]
+    assert service["spec"]["ports"] == [
+        {"name": "http", "port": 8080, "targetPort": "http"},
+        {"name": "metrics", "port": 9090, "targetPort": "metrics"},
+    ]
     assert service["spec"]["selector"] == sw.SWITCHER_LABELS
-    assert pod(built)["containers"][0]["ports"] == [{"name": "http", "containerPort": 8080}]
+    container = pod(built)["containers"][0]
+    assert container["ports"] == [
+        {"name": "http", "containerPort": 8080},
+        {"name": "metrics", "containerPort": 9090},
+    ]
+    # The switcher answers health and metrics on the metrics port only.
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}
+    monitor = built[("ServiceMonitor", "switcher")]["spec"]
+    assert monitor["endpoints"] == [{"port": "metrics", "path": "/metrics", "interval": "15s"}]
 
 
-def test_only_the_gateway_the_engines_and_prometheus_pods_reach_the_switcher_port():
+def test_the_gateway_and_the_engines_reach_the_request_port_prometheus_pods_the_metrics_port():
     policy = objects()[("NetworkPolicy", "switcher-ingress")]["spec"]
     assert policy["podSelector"] == {"matchLabels": sw.SWITCHER_LABELS}
     assert policy["policyTypes"] == ["Ingress"]
-    (rule,) = policy["ingress"]
-    assert rule["ports"] == [{"port": 8080, "protocol": "TCP"}]
-    assert rule["from"] == [
-        {"podSelector": {"matchLabels": {"app.kubernetes.io/name": "litellm"}}},
-        {"podSelector": {"matchLabels": ENGINE_SELECTOR}},
-        # Prometheus's own pods, not its whole namespace.
-        {
-            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}},
-            "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}},
-        },
-    ]
+    requests, metrics = policy["ingress"]
+    assert requests == {
+        "from": [
+            {"podSelector": {"matchLabels": {"app.kubernetes.io/name": "litellm"}}},
+            {"podSelector": {"matchLabels": ENGINE_SELECTOR}},
+        ],
+        "ports": [{"port": 8080, "protocol": "TCP"}],
+    }
+    # Prometheus's own pods, not its whole namespace, and not the request port.
+    assert metrics == {
+        "from": [
+            {
+                "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}},
+                "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}},
+            }
+        ],
+        "ports": [{"port": 9090, "protocol": "TCP"}],
+    }
 
 
 def test_egress_the_switcher_calls_engines_and_its_clients_call_it():
@@ -224,6 +245,7 @@ def test_a_custom_client_selector_is_used_on_both_sides():
         ({"client_selector": {}}, "settings missing: client_selector"),
         ({"prometheus_selector": {}}, "settings missing: prometheus_selector"),
         ({"image": ""}, "settings missing: image"),
+        ({"metrics_port": 8080}, "model_switcher_metrics_port must differ from k3sllm_switcher_port"),
     ],
 )
 def test_bad_settings_fail_naming_the_setting(override, message):
