@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-# Debian release -> (driver release, nvidia-persistenced release), as pinned in roles/nvidia_driver.
-DRIVER_PINS = {"12": ("535.261.03", "535.171.04"), "13": ("550.163.01", "550.163.01")}
+# Debian release -> the driver branch roles/nvidia_driver pins there; the release is resolved at run time.
+DRIVER_BRANCHES = {"12": "535", "13": "550"}
 DRIVER_PACKAGES = ("nvidia-kernel-dkms", "nvidia-smi", "libcuda1")
-# molecule.yml pins 1.17.8; side_effect.yml then moves host b's pin to the newer 1.18.0 (upgrade path).
-TOOLKIT_VERSIONS = {"k3sllm-nvidia-a": "1.17.8-1+k3sllmstandin", "k3sllm-nvidia-b": "1.18.0-1+k3sllmstandin"}
+# molecule.yml pins 1.20.0; side_effect.yml then moves host b's pin to the newer 1.20.1 (upgrade path).
+TOOLKIT_VERSIONS = {"k3sllm-nvidia-a": "1.20.0-1+k3sllmstandin", "k3sllm-nvidia-b": "1.20.1-1+k3sllmstandin"}
 TOOLKIT_PACKAGES = (
     "nvidia-container-toolkit",
     "nvidia-container-toolkit-base",
@@ -17,23 +17,41 @@ TOOLKIT_PACKAGES = (
 )
 
 
+def newest_offered(host, package, prefix=""):
+    """The newest version apt offers for a package (as dpkg orders them), read with the host's own tools."""
+    versions = [
+        line.split("|")[1].strip()
+        for line in host.check_output(f"apt-cache madison {package}").splitlines()
+        if line.count("|") == 2 and line.split("|")[1].strip().startswith(prefix)
+    ]
+    assert versions, f"apt offers no {package} {prefix}"
+    newest = versions[0]
+    for version in versions[1:]:
+        if host.run(f"dpkg --compare-versions {version} gt {newest}").rc == 0:
+            newest = version
+    return newest
+
+
 @pytest.fixture
 def pins(host):
-    return DRIVER_PINS[host.system_info.release.split(".")[0]]
+    """(driver package version, nvidia-persistenced package version) that the resolution must pick:
+    the newest release of the pinned branch that the real Debian archive offers."""
+    branch = DRIVER_BRANCHES[host.system_info.release.split(".")[0]]
+    return newest_offered(host, "nvidia-smi", f"{branch}."), newest_offered(host, "nvidia-persistenced")
 
 
 def selection(host, package):
     return host.check_output(f"dpkg --get-selections {package}").split()[-1]
 
 
-def test_driver_packages_from_debian_non_free_at_the_pinned_release(host, pins):
+def test_driver_packages_from_debian_non_free_at_the_newest_release_of_the_branch(host, pins):
     driver, persistenced = pins
     for package in DRIVER_PACKAGES:
         assert host.package(package).is_installed, package
-        assert host.package(package).version.startswith(f"{driver}-"), package
-    assert host.package("nvidia-persistenced").version.startswith(f"{persistenced}-")
+        assert host.package(package).version == driver, package
+    assert host.package("nvidia-persistenced").version == persistenced
     # Dependencies that are not named are pinned too (apt preferences by source package).
-    assert host.package("libnvidia-ml1").version.startswith(f"{driver}-")
+    assert host.package("libnvidia-ml1").version == driver
     sources = host.file("/etc/apt/sources.list.d/k3sllm-debian-nonfree.sources").content_string
     assert "Components: contrib non-free non-free-firmware" in sources
     assert "Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg" in sources
@@ -43,7 +61,9 @@ def test_driver_packages_are_held_and_pinned(host, pins):
     for package in (*DRIVER_PACKAGES, "nvidia-persistenced"):
         assert selection(host, package) == "hold", package
     policy = host.check_output("apt-cache policy libnvidia-ml1")
-    assert f"{pins[0]}-" in policy and "1001" in policy
+    assert pins[0] in policy and "1001" in policy
+    preferences = host.file("/etc/apt/preferences.d/k3sllm-nvidia-driver.pref").content_string
+    assert f"Pin: version {pins[0].split('-')[0]}-*" in preferences
 
 
 def test_unattended_upgrades_leave_the_driver_alone(host):
@@ -96,8 +116,8 @@ def test_toolkit_at_its_pin_and_held(host):
         in host.file("/etc/apt/preferences.d/k3sllm-nvidia-container-toolkit.pref").content_string
     )
     # The repository offers both releases; the pin decides, and nothing moves on an upgrade.
-    assert "1.18.0-1+k3sllmstandin" in host.check_output("apt-cache madison nvidia-container-toolkit")
-    assert "1.17.8-1+k3sllmstandin" in host.check_output("apt-cache madison nvidia-container-toolkit")
+    assert "1.20.1-1+k3sllmstandin" in host.check_output("apt-cache madison nvidia-container-toolkit")
+    assert "1.20.0-1+k3sllmstandin" in host.check_output("apt-cache madison nvidia-container-toolkit")
     assert "Inst nvidia-container" not in host.check_output("apt-get -s dist-upgrade")
     assert f"version {version.split('-')[0]}" in host.check_output("nvidia-ctk --version")
 
