@@ -239,7 +239,8 @@ async def test_a_waking_model_counts_its_whole_share(make_cluster):
     c = await make_cluster(AB, timings=Timings(wake_s=0.5))
     waiting = asyncio.create_task(c.request("b"))
     b = c.manager.models["b"]
-    await wait_until(lambda: c.manager.switching == "b" and c.state("a") == "sleeping", what="b waking")
+    # b's engine has been asked to wake (0.5 s) and b is not awake yet: its share is already counted.
+    await wait_until(lambda: c.engines["b"].stats.wakes and c.state("b") == "sleeping", what="b waking")
     assert c.manager.describe(b)["vram_in_use"] == 1.0  # counted from the first byte it may allocate
     assert (await waiting).status == 200
 
