@@ -341,6 +341,8 @@ def test_preflight_runs_with_every_typed_option_given_as_a_string(local_inventor
     }
     values = literal_defaults(options, lab)
     assert set(lab) <= set(values)
+    # A list of ints arrives as one comma-separated string; ports 1 and 2 are free on any test machine.
+    values["preflight_required_ports"] = "1,2"
     inventory = local_inventory(
         {
             "k3sllm_hostname": "llm.test",
@@ -367,6 +369,7 @@ def test_preflight_runs_with_every_typed_option_given_as_a_string(local_inventor
     assert "LAB MODE" in output  # the string "false" was read as false
     assert "'compute capability for model tiny: ok'" in output
     assert "'VRAM plan: ok'" in output
+    assert "'free ports: ok'" in output
 
     # A string that should fail a check fails that check, with its message, not with a type error.
     failing = {**values, "preflight_min_cpus": 4096, "preflight_min_memory_gib": 1e6}
