@@ -18,11 +18,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from k3sllm_testlib import REPO
+from k3sllm_testlib import REPO, free_port
 
 from standins.prometheus_api import PrometheusApiStandIn
 from standins.vllm_cluster import Cluster, start_cluster
 from standins.vllm_engine import Timings
+from switcher.app import start_metrics_site
 
 SCRIPT = REPO / "roles" / "verify" / "files" / "k3sllm_verify.py"
 KUBECTL_STANDIN = REPO / "tests" / "standins" / "kubectl_port_forward.py"
@@ -64,23 +65,29 @@ def start_stack(tmp_path: Path) -> Iterator[Stack]:
     thread = threading.Thread(target=loop.run_forever, name="verify-stack", daemon=True)
     thread.start()
 
-    async def start() -> tuple[Cluster, PrometheusApiStandIn]:
+    metrics_port = free_port()
+
+    async def start() -> tuple[Cluster, PrometheusApiStandIn, Any]:
+        # As the role configures it: /metrics on a port of its own (metrics_listen), not on the API port.
         cluster = await start_cluster(
             [{"name": name, "aliases": [f"claude-{name}"]} for name in MODELS],
             admin_token=ADMIN_TOKEN,
             timings=TIMINGS,
+            extra={"metrics_listen": {"host": "127.0.0.1", "port": metrics_port}},
         )
+        metrics = await start_metrics_site(cluster.switcher, "127.0.0.1", metrics_port)
         prometheus = PrometheusApiStandIn()
         await prometheus.start()
-        return cluster, prometheus
+        return cluster, prometheus, metrics
 
-    cluster, prometheus = asyncio.run_coroutine_threadsafe(start(), loop).result(60)
+    cluster, prometheus, metrics = asyncio.run_coroutine_threadsafe(start(), loop).result(60)
     forwards = tmp_path / "kubectl-forwards.json"
     forwards.write_text(
         json.dumps(
             {
                 "forwards": {
                     "k3sllm/switcher:8080": cluster.url.removeprefix("http://"),
+                    "k3sllm/switcher:9090": f"127.0.0.1:{metrics_port}",
                     "monitoring/kube-prometheus-stack-prometheus:9090": prometheus.url.removeprefix(
                         "http://"
                     ),
@@ -96,6 +103,7 @@ def start_stack(tmp_path: Path) -> Iterator[Stack]:
 
         async def stop() -> None:
             await prometheus.close()
+            await metrics.cleanup()
             await cluster.close()
 
         stack.run(stop())

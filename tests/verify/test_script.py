@@ -86,8 +86,12 @@ def test_full_report(stack: Stack, tmp_path: Path) -> None:
         assert pair["switch_seconds"] < 3 * (TIMINGS.sleep_s + TIMINGS.wake_s)
 
     # The switcher and Prometheus were reached through port-forwards, as on a cluster.
-    targets = sorted({call[-2] for call in stack.kubectl_calls()})
-    assert targets == ["service/kube-prometheus-stack-prometheus", "service/switcher"]
+    forwarded = sorted({(call[-2], call[-1]) for call in stack.kubectl_calls()})
+    assert forwarded == [
+        ("service/kube-prometheus-stack-prometheus", ":9090"),
+        ("service/switcher", ":8080"),
+        ("service/switcher", ":9090"),  # the switcher's metrics port (metrics_listen)
+    ]
     stack.cluster.assert_gpu_safe()
 
 

@@ -260,10 +260,14 @@ async def run_level(
 class Switcher:
     """The switcher's admin API and metrics."""
 
-    def __init__(self, client: httpx.AsyncClient, url: str, token: str) -> None:
+    def __init__(
+        self, client: httpx.AsyncClient, url: str, token: str, metrics_url: str | None = None
+    ) -> None:
         self.client = client
         self.url = url.rstrip("/")
         self.token = token
+        # The role serves /metrics on a port of its own (metrics_listen); without it, on the main port.
+        self.metrics_url = (metrics_url or url).rstrip("/")
 
     async def _admin(self, method: str, path: str) -> tuple[int, dict]:
         if not self.token:
@@ -298,8 +302,14 @@ class Switcher:
         return status == 200 and bool(body.get("ok")), body
 
     async def phase_totals(self) -> dict[str, tuple[float, float]]:
-        resp = await self.client.get(self.url + "/metrics")
-        resp.raise_for_status()
+        try:
+            resp = await self.client.get(self.metrics_url + "/metrics")
+            resp.raise_for_status()
+        except httpx.HTTPError as exc:
+            raise VerifyError(
+                f"cannot read the switcher's metrics at {self.metrics_url}/metrics ({type(exc).__name__}): "
+                "check --switcher-metrics-port (model_switcher_metrics_port)"
+            ) from exc
         return switch_phase_totals(resp.text)
 
     async def wait_awake(self, model: str, wait_seconds: float, poll: float = 1.0) -> dict:
@@ -595,8 +605,22 @@ async def benchmark(
     checks: list[Check],
 ) -> None:
     """The concurrency levels, then the switch of every ordered pair of models, into ``report``."""
-    with endpoint(args.switcher_url, args, args.namespace, args.switcher_service, args.switcher_port) as url:
-        switcher = Switcher(client, url, secrets["switcher_token"])
+    with contextlib.ExitStack() as forwards:
+        url = forwards.enter_context(
+            endpoint(args.switcher_url, args, args.namespace, args.switcher_service, args.switcher_port)
+        )
+        metrics_url = None
+        if args.switcher_metrics_url or (args.switcher_metrics_port and not args.switcher_url):
+            metrics_url = forwards.enter_context(
+                endpoint(
+                    args.switcher_metrics_url,
+                    args,
+                    args.namespace,
+                    args.switcher_service,
+                    args.switcher_metrics_port,
+                )
+            )
+        switcher = Switcher(client, url, secrets["switcher_token"], metrics_url)
         for model in report["settings"]["bench_models"]:
             await switcher.wait_awake(model, args.wake_timeout)
             for concurrency in args.concurrency:
@@ -724,6 +748,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     v.add_argument("--requests", type=int, default=32, help="requests per level, at least the concurrency")
     v.add_argument("--max-tokens", type=int, default=128)
     v.add_argument("--prompt", default=DEFAULT_PROMPT)
+    v.add_argument(
+        "--switcher-metrics-port",
+        type=int,
+        default=9090,
+        help="the switcher Service's metrics port (model_switcher_metrics_port; 0: /metrics on the main port)",
+    )
+    v.add_argument("--switcher-metrics-url", help="the switcher's metrics URL, if not forwarded by kubectl")
     v.add_argument("--prometheus-url", help="Prometheus URL; default: kubectl port-forward to its Service")
     v.add_argument("--prometheus-namespace", default="monitoring")
     v.add_argument("--prometheus-service", default="kube-prometheus-stack-prometheus")
