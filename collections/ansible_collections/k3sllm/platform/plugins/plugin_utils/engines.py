@@ -117,8 +117,9 @@ def pod_security(settings: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _gib_number(value: Any) -> float | int:
-    """A size as written (12 stays 12Gi, 12.5 stays 12.5Gi)."""
-    return value if isinstance(value, int) else float(value)
+    """A size as written (12 stays 12Gi, 12.5 stays 12.5Gi), also when -e hands it over as the string "12"."""
+    number = float(value)
+    return int(number) if number.is_integer() else number
 
 
 def memory_limit_gib(model: Mapping[str, Any], settings: Mapping[str, Any]) -> float | int:
