@@ -494,6 +494,9 @@ class KubeApiServer(ThreadingHTTPServer):
         """helm-controller's install of the charts the platform uses, reduced to what roles wait on."""
         crd = builtin("CustomResourceDefinition")
         for kind in CHART_CRDS.get(chart, []):
+            # Like Helm (crds/ folder): a chart's CRDs are created when missing, never upgraded.
+            if self.store.get("CustomResourceDefinition", crd_name(kind)) is not None:
+                continue
             spec = {
                 "group": kind.group,
                 "names": {"kind": kind.kind, "plural": kind.plural},
