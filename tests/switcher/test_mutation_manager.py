@@ -365,3 +365,37 @@ async def test_a_backed_off_default_model_does_not_keep_the_next_one_asleep(make
     await wait_until(lambda: c.state("b") == "awake", what="b restored past the backed-off a")
     assert c.state("a") == "sleeping"
     c.assert_gpu_safe()
+
+
+async def test_idle_ttl_never_fires_under_a_request_in_flight(make_cluster):
+    # a's idle TTL (0.2 s) passes while its one stream runs (about 1 s): a is not drained under it.
+    c = await make_cluster(
+        [{"name": "a", "idle_ttl_seconds": 0.2}, {"name": "b"}],
+        timings=Timings(token_s=0.05),
+        policy={"min_residency_seconds": 0},
+    )
+    stream = asyncio.create_task(c.request("a", stream=True, max_tokens=20))
+    await wait_until(lambda: c.manager.models["a"].inflight == 1, what="the stream to start")
+    await asyncio.sleep(0.6)
+    assert c.state("a") == "awake" and c.manager.models["a"].draining is False
+    assert (await stream).finish_reason == "length"
+    await wait_until(lambda: c.state("a") == "sleeping", what="the TTL after the stream")
+
+
+async def test_a_wake_that_finds_the_engine_gone_counts_no_vram(make_cluster):
+    # b's engine died unseen (no health poll for 30 s): its wake fails to connect, b holds nothing,
+    # so a, slept for it, fits and is woken again.
+    c = await make_cluster(
+        AB,
+        policy={
+            "health_interval_seconds": 30,
+            "retry_backoff_initial_seconds": 30,
+            "retry_backoff_max_seconds": 30,
+        },
+    )
+    await c.engines["b"].kill()
+    r = await c.request("b")
+    assert r.status == 503
+    assert c.state("b") == "failed" and c.manager.models["b"].use == 0.0
+    await wait_until(lambda: c.state("a") == "awake", what="a woken again")
+    c.assert_gpu_safe()
