@@ -399,3 +399,24 @@ async def test_a_wake_that_finds_the_engine_gone_counts_no_vram(make_cluster):
     assert c.state("b") == "failed" and c.manager.models["b"].use == 0.0
     await wait_until(lambda: c.state("a") == "awake", what="a woken again")
     c.assert_gpu_safe()
+
+
+async def test_nothing_is_woken_beside_an_engine_whose_state_is_unknown(make_cluster):
+    # b's wake fails and its engine then does not answer /is_sleeping: b may hold its whole share, so
+    # a, slept for b, is not woken again on top of it (the rollback wakes only what fits).
+    c = await make_cluster(
+        AB,
+        policy={
+            "engine_probe_timeout_seconds": 0.2,
+            "health_interval_seconds": 30,
+            "retry_backoff_initial_seconds": 30,
+            "retry_backoff_max_seconds": 30,
+        },
+    )
+    c.engines["b"].faults.fail_wakes = 1
+    c.engines["b"].faults.hang_status = True
+    r = await c.request("b")
+    assert r.status == 503
+    assert c.state("b") == "failed" and c.manager.models["b"].use == 1.0
+    await asyncio.sleep(0.3)
+    assert c.state("a") == "sleeping" and c.engines["a"].stats.wakes == []
