@@ -23,6 +23,7 @@ import openai
 import pytest
 from k3sllm_testlib import REPO
 from observability.promql import metric_names
+from verify.through_gateway import verify_through_gateway
 
 pytestmark = [pytest.mark.slow]
 
@@ -324,6 +325,13 @@ print(json.dumps(answers))
     # The aliases land on the catalog's models (the stand-in names the engine in every answer).
     assert answers["claude-sonnet-4-5"].startswith("[qwen2.5-7b-instruct] ")
     assert answers["claude-haiku-4-5"].startswith("[llama-3.1-8b-instruct] ")
+
+
+def test_verify_playbook_checks_pass_through_the_gateway(litellm_stack, tmp_path):
+    """roles/verify's script (what playbooks/verify.yml runs) against this gateway: /v1/models, a
+    streamed chat per catalog model and Anthropic /v1/messages by a claude-* alias, all through LiteLLM."""
+    report = verify_through_gateway(litellm_stack, tmp_path)
+    assert all(check["ok"] for check in report["checks"]), report["checks"]
 
 
 def test_metrics_carry_what_the_gateway_dashboard_charts(litellm_stack):
