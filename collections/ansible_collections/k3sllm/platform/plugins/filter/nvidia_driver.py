@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import fnmatch
 import re
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from ansible.errors import AnsibleFilterError
 
@@ -54,7 +56,7 @@ def nvidia_driver_kernel_flavour(kernel_release: str, distribution_version: str)
     return flavour
 
 
-def _spec(name: str, version: str | None, hold: bool, kind: str, exact: bool = False) -> dict:
+def _spec(name: str, version: str | None, hold: bool, kind: str, exact: bool = False) -> dict[str, Any]:
     if not version:
         spec = name
     elif exact:
@@ -98,8 +100,8 @@ def _compare_fragment(left: str, right: str) -> int:
 
 
 def _split_version(version: str) -> tuple[int, str, str]:
-    epoch, _, rest = version.partition(":") if ":" in version else ("0", "", version)
-    upstream, _, revision = rest.rpartition("-") if "-" in rest else (rest, "", "")
+    epoch, _colon, rest = version.partition(":") if ":" in version else ("0", "", version)
+    upstream, _dash, revision = rest.rpartition("-") if "-" in rest else (rest, "", "")
     return int(epoch or 0), upstream, revision
 
 
@@ -112,7 +114,7 @@ def nvidia_driver_compare_versions(left: str, right: str) -> int:
     return _compare_fragment(lu, ru) or _compare_fragment(lr, rr)
 
 
-def _newest_first(versions) -> list[str]:
+def _newest_first(versions: Iterable[str]) -> list[str]:
     ordered: list[str] = []
     for version in versions:
         at = 0
@@ -123,7 +125,7 @@ def _newest_first(versions) -> list[str]:
     return ordered
 
 
-def nvidia_driver_offered_versions(madison: str | list) -> list[str]:
+def nvidia_driver_offered_versions(madison: str | list[Any]) -> list[str]:
     """Binary package versions in ``apt-cache madison`` output, newest first, each once.
 
     ``nvidia-smi | 535.261.03-1 | http://deb.debian.org/debian bookworm/non-free amd64 Packages``
@@ -137,7 +139,7 @@ def nvidia_driver_offered_versions(madison: str | list) -> list[str]:
     return _newest_first(found)
 
 
-def nvidia_driver_signed_modules(apt_cache_show: str, branch: str) -> dict:
+def nvidia_driver_signed_modules(apt_cache_show: str, branch: str) -> dict[str, Any]:
     """Which driver release each offered version of Canonical's signed module package was built for.
 
     ``apt-cache show linux-modules-nvidia-<branch>-server-<kernel>`` prints one stanza per offered
@@ -158,13 +160,13 @@ def nvidia_driver_signed_modules(apt_cache_show: str, branch: str) -> dict:
 
 
 def nvidia_driver_resolve(
-    offered: list,
+    offered: list[str],
     installed: str | None,
     branch: str | None,
     upgrade: bool = False,
-    signed_modules: dict | None = None,
+    signed_modules: dict[str, Any] | None = None,
     requested: str | None = "",
-) -> dict:
+) -> dict[str, Any]:
     """Choose the driver release to install and hold, for DKMS and for Canonical's signed modules.
 
     ``offered``: package versions the sources offer (``nvidia_driver_offered_versions``);
@@ -189,7 +191,7 @@ def nvidia_driver_resolve(
     of_branch = [r for r in releases if r.startswith(prefix)]
     current = nvidia_driver_upstream_version(installed)
     requested = str(requested or "")
-    result = {
+    result: dict[str, Any] = {
         "version": {"dkms": None, "signed": None},
         "module_version": None,
         "newest": of_branch[0] if of_branch else "",
@@ -227,7 +229,9 @@ def nvidia_driver_resolve(
             result["reason"] = "newest offered release" + (f" of branch {branch}" if branch else "")
     if not candidates:
         offered_list = ", ".join(releases) or "nothing"
-        wanted = f"release {requested}" if requested else (f"release of branch {branch}" if branch else "release")
+        wanted = (
+            f"release {requested}" if requested else (f"release of branch {branch}" if branch else "release")
+        )
         result["error"] = (
             f"The package sources offer no {wanted} (they offer: {offered_list}). Set nvidia_driver_branch "
             "(and nvidia_driver_version, if set) to one they offer, or fix the package sources."
@@ -255,7 +259,7 @@ def nvidia_driver_packages(
     persistenced_version: str | None = None,
     module_version: str | None = None,
     follow_kernel: bool = True,
-) -> list[dict]:
+) -> list[dict[str, Any]]:
     """The packages that install the chosen driver release, one dict per package.
 
     Each entry: ``name``, ``version`` (upstream release, the signed module package's own version,
@@ -321,7 +325,7 @@ def nvidia_driver_module_source(
     signed_available: bool,
     secure_boot_enabled: bool,
     mok_enrolled: bool = False,
-) -> dict:
+) -> dict[str, Any]:
     """Pick signed modules or DKMS, and say why not when Secure Boot rules the choice out.
 
     Returns ``{"source": "signed"|"dkms"|None, "error": str}``; ``error`` is empty when installing may go on.
@@ -381,7 +385,7 @@ def nvidia_driver_reboot_plan(
     can_reboot: bool,
     reboot_mode: str,
     gpu_required: bool,
-) -> dict:
+) -> dict[str, Any]:
     """Decide what to do after installing: nothing, reboot, fail, or only report.
 
     A reboot is needed only for a GPU that is on the bus and whose loaded module is missing or
@@ -432,7 +436,7 @@ def nvidia_driver_reboot_plan(
     return {"action": "reboot", "pending": pending, "message": f"Rebooting: {listed}."}
 
 
-def nvidia_driver_stale_packages(installed: list | dict, branch: str) -> list[str]:
+def nvidia_driver_stale_packages(installed: list[Any] | dict[str, Any], branch: str) -> list[str]:
     """Installed driver packages of another numbered branch, which a branch change must remove."""
     names = installed.keys() if isinstance(installed, dict) else installed
     stale = []
@@ -443,13 +447,13 @@ def nvidia_driver_stale_packages(installed: list | dict, branch: str) -> list[st
     return stale
 
 
-def nvidia_driver_pending_packages(packages: list, installed: dict) -> list[str]:
+def nvidia_driver_pending_packages(packages: list[Any], installed: dict[str, Any]) -> list[str]:
     """The apt specs (``name``, ``name=version`` or ``name=version-*``) that the installed packages
     (``ansible_facts.packages``) do not satisfy yet: what a real run would install or change."""
     pending = []
     for package in packages:
         spec = package["spec"] if isinstance(package, dict) else str(package)
-        name, _, wanted = spec.partition("=")
+        name, _equals, wanted = spec.partition("=")
         versions = [entry.get("version", "") for entry in (installed or {}).get(name, [])]
         if not versions or (wanted and not any(fnmatch.fnmatchcase(v, wanted) for v in versions)):
             pending.append(spec)
@@ -468,7 +472,7 @@ def nvidia_repo_key_fingerprints(gpg_colons: str) -> list[str]:
 
 
 class FilterModule:
-    def filters(self):
+    def filters(self) -> dict[str, Callable[..., Any]]:
         return {
             "nvidia_driver_kernel_flavour": nvidia_driver_kernel_flavour,
             "nvidia_driver_packages": nvidia_driver_packages,

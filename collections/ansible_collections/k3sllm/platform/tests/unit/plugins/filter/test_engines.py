@@ -204,7 +204,7 @@ def test_memory_limit_from_catalog_then_weights_then_default():
 
 
 def test_startup_probe_allows_the_startup_timeout():
-    (pod, *_) = pods(objects())
+    pod = pods(objects())[0]
     probe = pod["containers"][0]["startupProbe"]
     assert probe["periodSeconds"] * probe["failureThreshold"] >= 1805
     assert probe["failureThreshold"] == 181

@@ -382,10 +382,19 @@ def test_offered_versions_newest_first_once_without_sources():
     assert nvidia_driver_offered_versions(None) == []
 
 
-SHOW_SIGNED = """\
+# apt-cache show prints a Depends field on one line; built in pieces to stay within the line length.
+DEPENDS_45_2 = ", ".join(
+    [
+        "linux-image-6.8.0-45-generic | linux-image-unsigned-6.8.0-45-generic",
+        "linux-signatures-nvidia-6.8.0-45-generic (= 6.8.0-45.45+2)",
+        "nvidia-kernel-common-580-server (<= 580.159.03-1)",
+        "nvidia-kernel-common-580-server (>= 580.159.03)",
+    ]
+)
+SHOW_SIGNED = f"""\
 Package: linux-modules-nvidia-580-server-6.8.0-45-generic
 Version: 6.8.0-45.45+2
-Depends: linux-image-6.8.0-45-generic | linux-image-unsigned-6.8.0-45-generic, linux-signatures-nvidia-6.8.0-45-generic (= 6.8.0-45.45+2), nvidia-kernel-common-580-server (<= 580.159.03-1), nvidia-kernel-common-580-server (>= 580.159.03)
+Depends: {DEPENDS_45_2}
 Description: Linux kernel nvidia modules for version 6.8.0-45
 
 Package: linux-modules-nvidia-580-server-6.8.0-45-generic
