@@ -61,7 +61,7 @@ def ansible_accepts(gpu_gib: float, models: list[dict], residual_gib: float) -> 
 
 
 def switcher_config(gpu_gib: float, models: list[dict], residual_gib: float):
-    """The catalog as roles/model_switcher renders it for the switcher (templates/switcher.yml.j2)."""
+    """The catalog in the shape of its switcher entries (plugin_utils/catalog.py, switcher_entry)."""
     return parse_config(
         {
             "models": [
