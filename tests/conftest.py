@@ -14,7 +14,11 @@ from k3sllm_testlib import BIN, REPO, ansible_env, local_hosts
 # or every worker starts its own (the gateway stack is PostgreSQL, migrations and a LiteLLM start,
 # one to four minutes on 2 cores).
 SHARED_WORKER_GROUPS = {
-    "gateway": ("tests/gateway/test_gateway.py", "tests/gateway/test_tenants.py", "tests/gateway/test_backup.py"),
+    "gateway": (
+        "tests/gateway/test_gateway.py",
+        "tests/gateway/test_tenants.py",
+        "tests/gateway/test_backup.py",
+    ),
 }
 
 

@@ -156,5 +156,5 @@ def test_metrics_listen_needs_a_port_of_its_own():
     base = {"listen": {"port": 8080}, "models": [{"name": "m", "base_url": "http://m"}]}
     assert parse_config({**base, "metrics_listen": {"port": 9090}}).metrics_listen.port == 9090
     assert parse_config(base).metrics_listen is None
-    with pytest.raises(ConfigError, match="metrics_listen.port must differ from listen.port"):
+    with pytest.raises(ConfigError, match=r"metrics_listen\.port must differ from listen\.port"):
         parse_config({**base, "metrics_listen": {"port": 8080}})
