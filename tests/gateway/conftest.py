@@ -9,8 +9,8 @@ LiteLLM runs with the config.yaml that ``playbooks/render.yml`` renders for the 
 (ConfigMap ``litellm-config``), with ``api_base`` pointed at the local switcher. The switcher serves the
 catalog's models from stand-in engines: the first awake, the others asleep.
 
-Fixture ``litellm_stack`` (one per session, shared by the files of the "gateway" worker group:
-each test makes its own keys and teams): ``.url``, ``.master_key``, ``.dsn``, ``.switcher_url``,
+Fixture ``litellm_stack`` (one per pytest-xdist worker, shared by the gateway test files that run
+there: each test makes its own keys and teams): ``.url``, ``.master_key``, ``.dsn``, ``.switcher_url``,
 ``.restart_litellm()``, ``.pg`` (``.psql(sql)``), ``.cluster`` (the switcher and its engines).
 Without ``make setup-litellm`` these tests skip; ``K3SLLM_REQUIRE_GATEWAY=1`` (``make pytest``) makes
 that a failure.
@@ -264,7 +264,7 @@ def gateway_stack(
         switcher.stop()
 
 
-@pytest.fixture(scope="session")  # shared by the files of tests/conftest.py's "gateway" worker group
+@pytest.fixture(scope="session")  # one per xdist worker: test_gateway, test_tenants and test_backup share it
 def litellm_stack(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[LiteLLMStack]:
