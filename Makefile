@@ -45,10 +45,9 @@ setup-vllm:
 setup-litellm: deps
 	@scripts/setup-litellm.sh
 
-# pytest and molecule side by side: molecule waits mostly on podman and apt (0.8 of a core over its
-# 14 minutes in CI), pytest mostly on the CPU; one after the other they took 33 minutes.
-test: prepare
-	@$(MAKE) --no-print-directory -j2 pytest molecule
+# pytest, then molecule: side by side (tried) the molecule upgrade and check-mode steps ran past
+# their time limits on 2 cores.
+test: prepare pytest molecule
 
 # The one-time preparations: the vLLM CPU build first and alone, then the systemd images, which wait
 # mostly on downloads, beside lint, which waits on the CPU. (Files once vanished from .venv-vllm when

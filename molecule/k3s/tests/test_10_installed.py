@@ -37,6 +37,9 @@ def test_server_config(server):
         "node-name": SERVER,
         "write-kubeconfig-mode": "0600",
         "tls-san": ["llm.molecule.test", SERVER],
+        # Servers take the cluster ranges from k3sllm (the webhook NetworkPolicies read the same).
+        "cluster-cidr": "10.42.0.0/16",
+        "service-cidr": "10.43.0.0/16",
         "disable": ["servicelb"],
         "node-label": ["k3sllm.io/gpu-node=true"],
         "kubelet-arg": ["max-pods=150"],

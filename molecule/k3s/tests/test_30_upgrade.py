@@ -5,6 +5,10 @@ from __future__ import annotations
 import pytest
 from k3s_scenario import AGENT, NEW, OLD, SERVER, STANDIN, flat, installed_version, playbook, starts
 
+# The module's fixture runs the rolling upgrade (drain, stop, replace, start on two nodes): more than
+# the suite's default 300 s per test on a busy machine.
+pytestmark = pytest.mark.timeout(1200)
+
 AIRGAP = {
     "k3s_version": NEW,
     "k3s_airgap_dir": str(STANDIN / "release" / NEW),
