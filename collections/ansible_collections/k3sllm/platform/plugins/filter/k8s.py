@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable
 from typing import Any
 
@@ -33,11 +32,11 @@ def k8s_manifests(objects: list[Any], component: str) -> list[dict[str, Any]]:
             raise AnsibleFilterError(
                 f"{component}: manifest document {index} ({obj.get('kind', '?')}) lacks {', '.join(missing)}"
             )
-        stamped = copy.deepcopy(obj)
-        labels = stamped["metadata"].setdefault("labels", {}) or {}
-        labels.update({MANAGED_BY: "k3sllm", COMPONENT: component})
-        stamped["metadata"]["labels"] = labels
-        result.append(stamped)
+        # Copy only the levels that change: a deep copy of Ansible's lazily templated containers took
+        # most of a render's time (seconds per component).
+        metadata = dict(obj["metadata"])
+        metadata["labels"] = {**(metadata.get("labels") or {}), MANAGED_BY: "k3sllm", COMPONENT: component}
+        result.append({**obj, "metadata": metadata})
     return result
 
 

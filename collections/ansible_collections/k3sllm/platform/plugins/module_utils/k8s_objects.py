@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import functools
 import re
 import traceback
@@ -35,7 +34,7 @@ def redact_secrets(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
     result = []
     for obj in objects:
         if obj.get("kind") == "Secret":
-            obj = copy.deepcopy(obj)
+            obj = dict(obj)  # a shallow copy: only the value maps are replaced
             for field in ("data", "stringData"):
                 if obj.get(field):
                     obj[field] = dict.fromkeys(obj[field], REDACTED)
