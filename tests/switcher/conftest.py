@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import os
+from pathlib import Path
+
 import pytest
 
 from standins.vllm_cluster import Cluster, start_cluster
@@ -19,3 +23,29 @@ async def make_cluster():
     yield make
     for cluster in clusters:
         await cluster.close()
+
+
+# ------------------------------------------------------------------ mutation runs (make mutation)
+# mutmut runs the tests that cover a mutated function with -x, in the order it is given them (a
+# set's order). Under a mutant, run them fastest first, so that a mutant the tests notice costs
+# its first failing test and not the slow ones before it, and give each test a short timeout, so
+# that a mutant that makes the switcher hang is reported after seconds instead of the suite's 300 s.
+# Neither changes what a test checks or which tests run.
+MUTATION_TEST_TIMEOUT_S = 30
+
+
+def _mutant_under_test() -> str:
+    return os.environ.get("MUTANT_UNDER_TEST", "")
+
+
+def pytest_collection_modifyitems(config, items):
+    if "__mutmut_" not in _mutant_under_test():
+        return
+    # mutmut's own record of each test's duration, written by its first (stats) run in mutants/.
+    try:
+        durations = json.loads(Path("mutmut-stats.json").read_text())["duration_by_test"]
+    except (OSError, ValueError, KeyError):
+        durations = {}
+    items.sort(key=lambda item: durations.get(item.nodeid, 0.0))
+    for item in items:
+        item.add_marker(pytest.mark.timeout(MUTATION_TEST_TIMEOUT_S))
