@@ -150,6 +150,7 @@ def test_idle_expired(change, expired):
         (None, ("a",), [], True, None),  # requests wait for it: idle a is put to sleep
         (None, ("a", "b"), [], False, "a, b holds the GPU and no request waits for this model"),
         (None, ("a", "b"), ["b"], True, "b serving"),
+        (None, ("a", "b"), ["a", "b"], True, "a, b serving"),  # every model that keeps it waiting
         ("cannot fit", (), [], True, "cannot fit"),
     ],
 )
