@@ -420,3 +420,34 @@ async def test_nothing_is_woken_beside_an_engine_whose_state_is_unknown(make_clu
     assert c.state("b") == "failed" and c.manager.models["b"].use == 1.0
     await asyncio.sleep(0.3)
     assert c.state("a") == "sleeping" and c.engines["a"].stats.wakes == []
+
+
+async def test_a_model_whose_sleep_went_unanswered_is_woken_at_the_level_its_engine_reports(make_cluster):
+    # a's /sleep and its probe time out: a is failed, its sleep level unknown to the switcher. Meanwhile
+    # an operator sleeps a's engine at level 2 (weights discarded). When a is asked for after its
+    # back-off, before the health poll re-learned it, the wake must read the level from the engine
+    # (vllm:engine_sleep_state) and reload the weights, not use the policy's level 1.
+    c = await make_cluster(
+        AB,
+        policy={
+            "sleep_level": 1,
+            "sleep_timeout_seconds": 0.3,
+            "engine_probe_timeout_seconds": 0.3,
+            "retry_backoff_initial_seconds": 0.5,
+            "retry_backoff_max_seconds": 0.5,
+            "health_interval_seconds": 60.0,
+        },
+    )
+    a = c.engines["a"]
+    a.faults.hang_sleep = a.faults.hang_status = True
+    r = await c.request("b")
+    assert r.status == 503 and c.state("a") == "failed"
+    a.faults.hang_sleep = a.faults.hang_status = False
+    a.force_sleep(2)
+    await wait_until(lambda: time.monotonic() >= c.manager.models["a"].blocked_until, what="a's back-off")
+    assert c.state("a") == "failed"  # not re-learned by a probe: the wake has to ask the engine
+    r = await c.request("a")
+    assert r.status == 200 and r.model == "a"
+    assert a.stats.wakes == ["weights", "kv_cache"] and a.stats.reloads == 1
+    assert a.stats.garbage_answers == 0
+    c.assert_gpu_safe()
