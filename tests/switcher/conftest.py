@@ -30,9 +30,10 @@ async def make_cluster():
 # set's order). Under a mutant, run them fastest first, so that a mutant the tests notice costs
 # its first failing test and not the slow ones before it, and give each test a short timeout, so
 # that a mutant that makes the switcher hang is reported after seconds instead of the suite's 300 s.
-# Neither changes what a test checks (the slowest test under a mutant takes 5.5 s). Two tests that start the switcher as a separate Python process
-# (a config error, a busy port: the process's exit, not the policy) are left out, as test_cli.py is in
-# pyproject's [tool.mutmut]: a cold interpreter costs each surviving mutant 10-20 s on a busy machine.
+# Neither changes what a test checks (the slowest one under a mutant takes 5.5 s, unloaded). Two
+# tests that start the switcher as a separate Python process (a config error, a busy port: the
+# process's exit, not the policy) are left out, as test_cli.py is in pyproject's [tool.mutmut]: a
+# cold interpreter costs each surviving mutant 10-20 s on a busy machine.
 MUTATION_TEST_TIMEOUT_S = 15
 NOT_UNDER_MUTANTS = {
     "tests/switcher/test_config.py::test_cli_exits_non_zero_naming_the_field",
