@@ -325,7 +325,9 @@ def stack_objects(settings: Mapping[str, Any]) -> list[dict[str, Any]]:
     """Namespace, Grafana's admin Secret and sidecar Role, the charts and the NetworkPolicies, in apply order."""
     charts.require(settings, STACK_SETTINGS, "observability_stack_objects")
     namespace_name = settings["namespace"]
-    archives = charts.mapping(settings, "chart_content", "observability_chart_content")
+    archives = charts.mapping(
+        settings, "chart_content", "chart_content (the archives read from observability_chart_dir)"
+    )
     with_collector = charts.flag(settings, "otel_collector_enabled", "observability_otel_collector_enabled")
     objects = [
         # node-exporter mounts host paths and uses the host network.
