@@ -10,6 +10,7 @@ Grafana dashboard file and one PrometheusRule per alert rule file, with the TTFT
 from __future__ import annotations
 
 import copy
+import math
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -385,7 +386,7 @@ def threshold_text(seconds: Any) -> str:
         raise ChartManifestError(
             f"observability_vllm_ttft_p95_seconds is {seconds!r}: set the p95 time to first token in seconds"
         ) from exc
-    if not value > 0 or value == float("inf"):
+    if not math.isfinite(value) or value <= 0:
         raise ChartManifestError(
             f"observability_vllm_ttft_p95_seconds is {seconds!r}: set a positive number of seconds"
         )

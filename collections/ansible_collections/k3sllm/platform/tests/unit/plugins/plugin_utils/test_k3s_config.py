@@ -38,8 +38,8 @@ AGENT = {
 }
 
 
-def flags(base: dict = FIRST_SERVER, **overrides: object) -> dict:
-    return FilterModule().filters()["k3s_config_flags"]({**base, **overrides})
+def flags(base: dict | None = None, **overrides: object) -> dict:
+    return FilterModule().filters()["k3s_config_flags"]({**(base or FIRST_SERVER), **overrides})
 
 
 def test_single_server_is_the_simple_path():

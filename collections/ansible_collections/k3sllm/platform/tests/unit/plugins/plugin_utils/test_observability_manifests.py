@@ -385,6 +385,11 @@ def test_an_empty_rule_file_gives_an_empty_rule():
     [
         ({"ttft_p95_seconds": "fast"}, "observability_vllm_ttft_p95_seconds is 'fast'"),
         ({"ttft_p95_seconds": 0}, "observability_vllm_ttft_p95_seconds is 0: set a positive number"),
+        ({"ttft_p95_seconds": "nan"}, "observability_vllm_ttft_p95_seconds is 'nan': set a positive number"),
+        (
+            {"ttft_p95_seconds": float("inf")},
+            "observability_vllm_ttft_p95_seconds is inf: set a positive number",
+        ),
         ({"alerts": {"bad.yml": "groups: [\n"}}, "alert rule file bad.yml .* is not YAML"),
         ({"alerts": {"list.yml": "- a\n"}}, "alert rule file list.yml .* must hold a mapping"),
         ({"dashboards": ["a.json"]}, "observability_dashboards_dir: expected a mapping"),
