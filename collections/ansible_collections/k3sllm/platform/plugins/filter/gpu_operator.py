@@ -8,22 +8,12 @@ gpu_operator role's settings; the builders are in plugin_utils/gpu_operator_mani
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
-from ansible.errors import AnsibleFilterError
-
 from ansible_collections.k3sllm.platform.plugins.plugin_utils import gpu_operator_manifests
-from ansible_collections.k3sllm.platform.plugins.plugin_utils.charts import ChartManifestError
-
-
-def gpu_operator_objects(settings: Mapping[str, Any]) -> list[dict[str, Any]]:
-    try:
-        return gpu_operator_manifests.gpu_operator_objects(settings)
-    except ChartManifestError as exc:
-        raise AnsibleFilterError(str(exc)) from exc
+from ansible_collections.k3sllm.platform.plugins.plugin_utils.charts import as_filter
 
 
 class FilterModule:
     def filters(self) -> dict[str, Any]:
-        return {"gpu_operator_objects": gpu_operator_objects}
+        return {"gpu_operator_objects": as_filter(gpu_operator_manifests.gpu_operator_objects)}

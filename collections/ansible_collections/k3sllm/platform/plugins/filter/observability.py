@@ -10,32 +10,15 @@ settings; the builders are in plugin_utils/observability_manifests.py.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
-from ansible.errors import AnsibleFilterError
-
 from ansible_collections.k3sllm.platform.plugins.plugin_utils import observability_manifests
-from ansible_collections.k3sllm.platform.plugins.plugin_utils.charts import ChartManifestError
-
-
-def observability_stack_objects(settings: Mapping[str, Any]) -> list[dict[str, Any]]:
-    try:
-        return observability_manifests.stack_objects(settings)
-    except ChartManifestError as exc:
-        raise AnsibleFilterError(str(exc)) from exc
-
-
-def observability_content_objects(settings: Mapping[str, Any]) -> list[dict[str, Any]]:
-    try:
-        return observability_manifests.content_objects(settings)
-    except ChartManifestError as exc:
-        raise AnsibleFilterError(str(exc)) from exc
+from ansible_collections.k3sllm.platform.plugins.plugin_utils.charts import as_filter
 
 
 class FilterModule:
     def filters(self) -> dict[str, Any]:
         return {
-            "observability_stack_objects": observability_stack_objects,
-            "observability_content_objects": observability_content_objects,
+            "observability_stack_objects": as_filter(observability_manifests.stack_objects),
+            "observability_content_objects": as_filter(observability_manifests.content_objects),
         }

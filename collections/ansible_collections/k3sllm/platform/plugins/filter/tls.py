@@ -10,29 +10,15 @@ builders are in plugin_utils/tls_manifests.py.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
-from ansible.errors import AnsibleFilterError
-
 from ansible_collections.k3sllm.platform.plugins.plugin_utils import tls_manifests
-from ansible_collections.k3sllm.platform.plugins.plugin_utils.charts import ChartManifestError
-
-
-def tls_cert_manager_objects(settings: Mapping[str, Any]) -> list[dict[str, Any]]:
-    try:
-        return tls_manifests.cert_manager_objects(settings)
-    except ChartManifestError as exc:
-        raise AnsibleFilterError(str(exc)) from exc
-
-
-def tls_objects(settings: Mapping[str, Any]) -> list[dict[str, Any]]:
-    try:
-        return tls_manifests.tls_objects(settings)
-    except ChartManifestError as exc:
-        raise AnsibleFilterError(str(exc)) from exc
+from ansible_collections.k3sllm.platform.plugins.plugin_utils.charts import as_filter
 
 
 class FilterModule:
     def filters(self) -> dict[str, Any]:
-        return {"tls_cert_manager_objects": tls_cert_manager_objects, "tls_objects": tls_objects}
+        return {
+            "tls_cert_manager_objects": as_filter(tls_manifests.cert_manager_objects),
+            "tls_objects": as_filter(tls_manifests.tls_objects),
+        }

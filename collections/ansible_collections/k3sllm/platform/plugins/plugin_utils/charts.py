@@ -8,10 +8,12 @@ Builders take plain values and return plain dicts, so a role's builder and its t
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterable, Mapping, Sequence
+import functools
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import yaml
+from ansible.errors import AnsibleFilterError
 
 NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
 PROMETHEUS_POD = {"app.kubernetes.io/name": "prometheus"}
@@ -19,6 +21,21 @@ PROMETHEUS_POD = {"app.kubernetes.io/name": "prometheus"}
 
 class ChartManifestError(ValueError):
     """Settings a chart's objects cannot be built from; the message names the setting."""
+
+
+def as_filter(
+    builder: Callable[[Mapping[str, Any]], list[dict[str, Any]]],
+) -> Callable[[Mapping[str, Any]], list[dict[str, Any]]]:
+    """``builder`` as a Jinja filter: bad settings fail the task with the builder's message."""
+
+    @functools.wraps(builder)
+    def run(settings: Mapping[str, Any]) -> list[dict[str, Any]]:
+        try:
+            return builder(settings)
+        except ChartManifestError as exc:
+            raise AnsibleFilterError(str(exc)) from exc
+
+    return run
 
 
 def require(settings: Mapping[str, Any], keys: Iterable[str], builder: str) -> None:

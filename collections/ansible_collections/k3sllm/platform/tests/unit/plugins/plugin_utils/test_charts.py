@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import yaml
+from ansible.errors import AnsibleFilterError
 
 from ansible_collections.k3sllm.platform.plugins.plugin_utils import charts
 
@@ -64,3 +65,17 @@ def test_helm_chart_version_is_text():
     spec = charts.helm_chart("c", "ns", {}, repo="https://r", version=1.5)["spec"]  # type: ignore[arg-type]
     assert spec["version"] == "1.5"
     assert spec["valuesContent"] == "{}\n"
+
+
+def test_as_filter_turns_a_builder_error_into_a_task_failure():
+    def builder(settings):
+        charts.require(settings, ("namespace",), "demo_objects")
+        return [{"kind": "Namespace", "metadata": {"name": settings["namespace"]}}]
+
+    demo = charts.as_filter(builder)
+    assert demo({"namespace": "x"}) == [{"kind": "Namespace", "metadata": {"name": "x"}}]
+    assert demo.__name__ == "builder"
+    with pytest.raises(AnsibleFilterError, match="demo_objects: settings must be a mapping, not list"):
+        demo(["namespace"])
+    with pytest.raises(AnsibleFilterError, match="demo_objects: settings lack namespace"):
+        demo({})
