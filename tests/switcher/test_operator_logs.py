@@ -3,9 +3,11 @@ the rest of the suite checked what the switcher does, not what it says)."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from standins.vllm_cluster import wait_until
+from standins.vllm_engine import Timings
 
 AB = [{"name": "a"}, {"name": "b"}]
 
@@ -23,3 +25,34 @@ async def test_a_probe_that_gets_no_answer_is_logged_with_the_engine_and_the_rea
     await wait_until(lambda: expected in logged(), what="the failed probe of b in the log")
     # The other engine answers its probes: nothing is logged about it.
     assert not [line for line in logged() if line.startswith("probe of a")]
+
+
+def warnings(caplog) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == "switcher" and r.levelno == logging.WARNING]
+
+
+async def test_a_drain_that_times_out_is_logged_with_what_was_still_in_flight(make_cluster, caplog):
+    caplog.set_level(logging.INFO, logger="switcher")
+    c = await make_cluster(AB, timings=Timings(token_s=0.05), policy={"drain_timeout_seconds": 0.1})
+    long_a = asyncio.create_task(c.request("a", max_tokens=100))
+    await wait_until(lambda: c.manager.models["a"].inflight == 1)
+    assert (await c.request("b")).model == "b"
+    await long_a
+    expected = "model a: 1 requests still in flight after drain_timeout_seconds=0.1; sleeping anyway"
+    assert expected in warnings(caplog)
+    assert c.metric("k3sllm_switcher_drain_timeouts_total", model="a") == 1
+    assert c.metric("k3sllm_switcher_drain_timeouts_total", model="b") == 0
+
+
+async def test_a_sleep_that_fails_on_an_engine_still_awake_is_logged_as_still_serving(make_cluster, caplog):
+    caplog.set_level(logging.INFO, logger="switcher")
+    c = await make_cluster(AB, policy={"sleep_timeout_seconds": 0.3})
+    c.engines["a"].faults.hang_sleep = True  # /sleep never answers; /is_sleeping says awake
+    assert (await c.request("b")).status == 503
+    url = c.manager.models["a"].engine.base_url
+    expected = (
+        f"model a: sleep failed: POST {url}/sleep?level=1: no answer within 0.3s; "
+        "it is still awake and keeps serving"
+    )
+    assert expected in warnings(caplog)
+    assert (await c.request("a")).model == "a"
