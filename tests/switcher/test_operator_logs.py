@@ -1,5 +1,6 @@
-"""What the switcher tells its operator in its log when an engine misbehaves (found by `make mutation`:
-the rest of the suite checked what the switcher does, not what it says)."""
+"""What the switcher tells its operator, in its log and its gauges, when models change state or an
+engine misbehaves (found by `make mutation`: the rest of the suite checked what the switcher does,
+not what it says)."""
 
 from __future__ import annotations
 
@@ -56,3 +57,32 @@ async def test_a_sleep_that_fails_on_an_engine_still_awake_is_logged_as_still_se
     )
     assert expected in warnings(caplog)
     assert (await c.request("a")).model == "a"
+
+
+async def test_state_changes_are_logged_and_failures_as_warnings(make_cluster, caplog):
+    caplog.set_level(logging.INFO, logger="switcher")
+    c = await make_cluster(AB)
+    assert (await c.request("b")).model == "b"
+    infos = [r.getMessage() for r in caplog.records if r.name == "switcher" and r.levelno == logging.INFO]
+    assert "model a: awake -> sleeping" in infos and "model b: sleeping -> awake" in infos
+    assert warnings(caplog) == []
+    c.engines["a"].faults.fail_wakes = 1
+    assert (await c.request("a")).status == 503
+    failed = [
+        line for line in warnings(caplog) if line.startswith("model a: sleeping -> failed (wake failed: ")
+    ]
+    assert len(failed) == 1, warnings(caplog)
+
+
+async def test_queue_depth_and_inflight_gauges_count_each_model(make_cluster):
+    c = await make_cluster(AB, timings=Timings(token_s=0.05), policy={"drain_timeout_seconds": 5.0})
+    long_a = asyncio.create_task(c.request("a", max_tokens=20))
+    await wait_until(lambda: c.manager.models["a"].inflight == 1)
+    assert c.metric("k3sllm_switcher_inflight_requests", model="a") == 1
+    b = asyncio.create_task(c.request("b"))  # waits for a's drain
+    await wait_until(lambda: c.metric("k3sllm_switcher_queue_depth", model="b") == 1, what="b queued")
+    assert c.metric("k3sllm_switcher_queue_depth", model="a") == 0
+    assert c.metric("k3sllm_switcher_inflight_requests", model="b") == 0
+    assert (await long_a).status == 200 and (await b).model == "b"
+    assert c.metric("k3sllm_switcher_queue_depth", model="b") == 0
+    assert c.metric("k3sllm_switcher_inflight_requests", model="a") == 0
