@@ -24,6 +24,11 @@ async def test_a_switch_counts_each_phase_once_under_its_name(make_cluster):
     c = await make_cluster(AB)
     assert (await c.request("b")).model == "b"
     assert phase_counts(c) == {"drain": 1, "sleep": 1, "wake": 1, "total": 1}
+    # Each phase took as long as it took: the stand-ins sleep and wake in 0.02 s, the switch well under 2 s.
+    seconds = {p: c.metric("k3sllm_switcher_switch_duration_seconds_sum", phase=p) for p in PHASES}
+    assert all(0 <= s < 2 for s in seconds.values()), seconds
+    assert seconds["sleep"] >= 0.02 and seconds["wake"] >= 0.02
+    assert seconds["total"] >= seconds["drain"] + seconds["sleep"] + seconds["wake"]
     assert switches(c, "b") == {"success": 1, "failed": 0} and switches(c, "a") == {"success": 0, "failed": 0}
     assert c.metric("k3sllm_switcher_sleeps_total", model="a", reason="switch") == 1
 
