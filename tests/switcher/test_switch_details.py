@@ -1,0 +1,41 @@
+"""Details of a switch that the rest of the suite did not pin (found by `make mutation`): the sleep
+mode the policy asks for, and the reason given when several models cannot be put to sleep."""
+
+from __future__ import annotations
+
+import asyncio
+
+from standins.vllm_cluster import wait_until
+from standins.vllm_engine import Timings
+
+AB = [{"name": "a"}, {"name": "b"}]
+
+
+async def test_sleep_mode_wait_lets_a_request_outliving_the_drain_finish(make_cluster):
+    # policy.sleep_mode "wait": the engine finishes what it runs before it sleeps, even past the drain.
+    c = await make_cluster(
+        AB,
+        timings=Timings(token_s=0.02),
+        policy={"sleep_mode": "wait", "drain_timeout_seconds": 0.1, "sleep_timeout_seconds": 5.0},
+    )
+    long_a = asyncio.create_task(c.request("a", max_tokens=25))
+    await wait_until(lambda: c.manager.models["a"].inflight == 1)
+    assert (await c.request("b")).model == "b"
+    a_reply = await long_a
+    assert a_reply.status == 200 and a_reply.finish_reason == "length"
+    assert c.engines["a"].stats.aborted_by_sleep == 0
+    c.assert_gpu_safe()
+
+
+async def test_every_model_that_cannot_be_put_to_sleep_is_named(make_cluster):
+    models = [{"name": "a", "vram": 4}, {"name": "b", "vram": 4}, {"name": "c", "vram": 8}]
+    policy = {"sleep_timeout_seconds": 0.3, "engine_probe_timeout_seconds": 0.3}
+    c = await make_cluster(models, coresidency=True, gpu_gib=8, awake=("a", "b"), policy=policy)
+    await wait_until(lambda: c.state("a") == c.state("b") == "awake", what="a and b awake")
+    for name in ("a", "b"):
+        c.engines[name].faults.hang_sleep = True  # /sleep never answers; the engine stays awake
+    ok, message = await c.manager.activate(c.manager.models["c"])
+    assert ok is False
+    assert message.startswith("activation failed: could not make room: a: sleep failed: "), message
+    assert "; b: sleep failed: " in message, message
+    c.assert_gpu_safe()
