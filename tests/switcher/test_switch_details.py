@@ -1,5 +1,6 @@
 """Details of a switch that the rest of the suite did not pin (found by `make mutation`): the sleep
-mode the policy asks for, and the reason given when several models cannot be put to sleep."""
+mode the policy asks for, a sleep answered late, and the reasons given when models cannot be put to
+sleep."""
 
 from __future__ import annotations
 
@@ -39,3 +40,26 @@ async def test_every_model_that_cannot_be_put_to_sleep_is_named(make_cluster):
     assert message.startswith("activation failed: could not make room: a: sleep failed: "), message
     assert "; b: sleep failed: " in message, message
     c.assert_gpu_safe()
+
+
+async def test_a_sleep_answered_late_is_taken_as_done(make_cluster):
+    # The engine goes to sleep but answers /sleep after sleep_timeout_seconds: the switcher asks where
+    # it stands, finds it sleeping, and counts the sleep done (here an operator's sleep).
+    c = await make_cluster(AB, timings=Timings(sleep_s=0.6), policy={"sleep_timeout_seconds": 0.3})
+    assert await c.manager.sleep(c.manager.models["a"]) == (True, "sleeping")
+    assert c.state("a") == "sleeping" and c.engines["a"].state == "sleeping"
+    assert c.metric("k3sllm_switcher_sleeps_total", model="a", reason="admin") == 1
+
+
+async def test_a_model_that_cannot_be_slept_or_asked_is_failed_with_both_reasons(make_cluster):
+    policy = {"sleep_timeout_seconds": 0.3, "engine_probe_timeout_seconds": 0.3}
+    c = await make_cluster(AB, policy=policy)
+    c.engines["a"].faults.hang_sleep = c.engines["a"].faults.hang_status = True
+    assert (await c.request("b")).status == 503
+    url = c.manager.models["a"].engine.base_url
+    described = c.manager.describe(c.manager.models["a"])
+    assert described["state"] == "failed"
+    assert described["reason"] == (
+        f"sleep failed: POST {url}/sleep?level=1: no answer within 0.3s; "
+        f"then GET {url}/is_sleeping: no answer within 0.3s"
+    )
