@@ -56,6 +56,7 @@ async def test_a_sleep_that_fails_on_an_engine_still_awake_is_logged_as_still_se
         "it is still awake and keeps serving"
     )
     assert expected in warnings(caplog)
+    assert c.manager.describe(c.manager.models["a"])["draining"] is False  # the admin API's JSON: false
     assert (await c.request("a")).model == "a"
 
 
