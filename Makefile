@@ -14,10 +14,10 @@ MOLECULE_SUITES ?= bookworm trixie
 # gpu-host runs site.yml and verify.yml on a real GPU host: only when K3SLLM_GPU_HOST names its inventory.
 MOLECULE_SCENARIOS ?= $(filter-out $(if $(K3SLLM_GPU_HOST),,gpu-host),$(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/molecule.yml))))
 PLAYBOOKS := site.yml $(wildcard playbooks/*.yml)
-# pytest-xdist workers; whole files go to one worker so module fixtures run once (PYTEST_WORKERS=0: serial).
-# (--dist loadgroup with marks added in a conftest hook did not group here: xdist read them first.)
+# pytest-xdist workers; whole files go to one worker so module fixtures run once (PYTEST_WORKERS=0: serial),
+# longest first (the order and the grouping are in tests/conftest.py).
 PYTEST_WORKERS ?= auto
-PYTEST_XDIST := -n $(PYTEST_WORKERS) --dist loadfile
+PYTEST_XDIST := -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 .PHONY: help setup setup-vllm setup-litellm prepare test check lint sanity syntax pytest pytest-fast molecule images deps bench mutation clean
 
