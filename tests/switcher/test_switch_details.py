@@ -63,3 +63,21 @@ async def test_a_model_that_cannot_be_slept_or_asked_is_failed_with_both_reasons
         f"sleep failed: POST {url}/sleep?level=1: no answer within 0.3s; "
         f"then GET {url}/is_sleeping: no answer within 0.3s"
     )
+
+
+async def test_sleep_times_are_a_running_average(make_cluster):
+    # The admin API reports each engine's measured sleep time, which the scheduler uses as the cost
+    # of a switch: a running average, so one slow sleep does not swing it.
+    c = await make_cluster(AB, timings=Timings(sleep_s=0.02))
+
+    def measured() -> float:
+        return c.manager.describe(c.manager.models["a"])["sleep_seconds_measured"]
+
+    assert (await c.request("b")).status == 200
+    first = measured()
+    assert 0.02 <= first < 0.3
+    assert (await c.request("a")).status == 200
+    c.engines["a"].timings.sleep_s = 0.5
+    assert (await c.request("b")).status == 200
+    # 30 % of the new 0.5 s sample blends into the first estimate (scheduler.COST_ALPHA).
+    assert first < measured() < 0.3
