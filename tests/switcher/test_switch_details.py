@@ -81,3 +81,13 @@ async def test_sleep_times_are_a_running_average(make_cluster):
     assert (await c.request("b")).status == 200
     # 30 % of the new 0.5 s sample blends into the first estimate (scheduler.COST_ALPHA).
     assert first < measured() < 0.3
+
+
+async def test_idle_time_counts_from_the_last_admission(make_cluster):
+    c = await make_cluster(AB, timings=Timings(token_s=0.05))
+    await asyncio.sleep(0.4)  # a has been awake, and idle, since the start
+    long_a = asyncio.create_task(c.request("a", max_tokens=10))
+    await wait_until(lambda: c.manager.models["a"].inflight == 1)
+    described = c.manager.describe(c.manager.models["a"])
+    assert 0 <= described["idle_for_seconds"] < 0.2 and described["awake_for_seconds"] >= 0.4
+    assert (await long_a).status == 200
