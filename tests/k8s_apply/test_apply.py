@@ -64,6 +64,8 @@ def run_models(run_playbook, inventory, *args, tags: str = "vllm,model_switcher"
     return output
 
 
+# Several playbook runs, each bounded by run_playbook's limit; the suite's default 300 s is for one.
+@pytest.mark.timeout(900)
 def test_apply_lifecycle(api, cluster_inventory, run_playbook):
     """One cluster through its life: create, re-run, check mode, model removed (each run ~20 s)."""
     inventory = cluster_inventory(catalog("alpha", "beta"))

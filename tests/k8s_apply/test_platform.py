@@ -46,6 +46,8 @@ def platform(local_inventory, run_playbook):
     return _make
 
 
+# Several playbook runs, each bounded by run_playbook's limit; the suite's default 300 s is for one.
+@pytest.mark.timeout(900)
 def test_platform_installs_on_a_bare_k3s_then_changes_nothing(platform):
     with KubeApiServer(nodes=("llm",), gpus_per_node=1) as api:
         inventory, run = platform(api)
