@@ -65,3 +65,13 @@ async def test_a_failed_wake_is_counted_failed_with_its_wake_phase(make_cluster)
     await wait_until(lambda: c.state("a") == "awake", what="a woken again (rollback)")
     # b's wake was timed (it failed); the rollback woke a outside a switch: no second wake phase.
     assert phase_counts(c) == {"drain": 1, "sleep": 1, "wake": 1, "total": 0}
+
+
+async def test_every_models_switch_series_exist_at_zero_from_the_start(make_cluster):
+    c = await make_cluster(AB)
+    async with c.session.get(c.url + "/metrics") as resp:
+        text = await resp.text()
+    for model in ("a", "b"):
+        for outcome in ("success", "failed"):
+            assert f'k3sllm_switcher_switches_total{{model="{model}",outcome="{outcome}"}} 0.0' in text
+        assert f'k3sllm_switcher_drain_timeouts_total{{model="{model}"}} 0.0' in text
