@@ -96,8 +96,9 @@ bench: setup setup-litellm
 
 # Mutation testing ([tool.mutmut] in pyproject.toml), in mutants/. Every mutant named by MUTANTS is
 # tested again (mutmut would otherwise keep earlier verdicts, even after tests were added); the
-# whole run takes about an hour on 2 cores. Fails on any surviving mutant not listed with its reason
-# in tests/switcher/mutation-equivalents.md.
+# whole run takes about two hours on 2 free cores (tests/switcher/conftest.py orders the tests under a
+# mutant fastest first). Fails on any surviving mutant not listed with its reason in
+# tests/switcher/mutation-equivalents.md.
 # Pure decision modules first (fast), then the manager's parts.
 MUTANTS ?= switcher.vram.* switcher.planner.* switcher.scheduler.* switcher.decisions.* switcher.state.* \
 	switcher.core.* switcher.transitions.* switcher.boot.* switcher.scheduling.* switcher.health.* \
