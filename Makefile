@@ -14,6 +14,8 @@ MOLECULE_SUITES ?= bookworm trixie
 # gpu-host runs site.yml and verify.yml on a real GPU host: only when K3SLLM_GPU_HOST names its inventory.
 MOLECULE_SCENARIOS ?= $(filter-out $(if $(K3SLLM_GPU_HOST),,gpu-host),$(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/molecule.yml))))
 PLAYBOOKS := site.yml $(wildcard playbooks/*.yml)
+# Every job that runs Ansible reads its own /dev/null: jobs run side by side, and Node.js (npm, the
+# Prisma engine stand-in) makes a stdin it shares non-blocking, which Ansible refuses to start with.
 # pytest-xdist workers; whole files go to one worker so module fixtures run once (PYTEST_WORKERS=0: serial),
 # longest first (the order and the grouping are in tests/conftest.py).
 PYTEST_WORKERS ?= auto
@@ -64,22 +66,22 @@ lint: setup
 	yamllint --strict .
 	ruff check .
 	ruff format --check .
-	ansible-lint
+	ansible-lint </dev/null
 	mypy
-	@scripts/ansible-sanity.sh
+	@scripts/ansible-sanity.sh </dev/null
 
 # ansible-test sanity on the collection alone (part of lint); SANITY_ARGS='--test pylint' for one test.
 sanity: setup
 	@scripts/ansible-sanity.sh $(SANITY_ARGS)
 
 syntax: setup
-	@for p in $(PLAYBOOKS); do ansible-playbook -i inventories/example --syntax-check "$$p" >/dev/null && echo "syntax ok: $$p"; done
+	@for p in $(PLAYBOOKS); do ansible-playbook -i inventories/example --syntax-check "$$p" </dev/null >/dev/null && echo "syntax ok: $$p"; done
 
 deps:
 	@scripts/install-test-deps.sh
 
 pytest: setup deps setup-vllm setup-litellm
-	K3SLLM_REQUIRE_REALVLLM=1 K3SLLM_REQUIRE_GATEWAY=1 pytest $(PYTEST_XDIST) --durations=25
+	K3SLLM_REQUIRE_REALVLLM=1 K3SLLM_REQUIRE_GATEWAY=1 pytest $(PYTEST_XDIST) --durations=25 </dev/null
 
 pytest-fast: setup
 	pytest $(PYTEST_XDIST) -m "not slow and not realvllm"
@@ -89,7 +91,7 @@ images: deps
 
 molecule: setup images
 	@$(if $(K3SLLM_GPU_HOST),,echo "== molecule scenario gpu-host: skipped (K3SLLM_GPU_HOST=<inventory> runs it on a real GPU host)")
-	@molecule/_harness/run-scenarios.sh $(MOLECULE_SCENARIOS)
+	@molecule/_harness/run-scenarios.sh $(MOLECULE_SCENARIOS) </dev/null
 
 bench: setup setup-litellm
 	@for b in $(wildcard bench/*/__main__.py); do d=$$(dirname "$$b"); echo "== $$d"; python -m "$${d//\//.}" --quick; done

@@ -42,7 +42,7 @@ npm_stamp=$ENGINE_DIR/node_modules/.k3sllm-ready
 if [[ $(cat "$npm_stamp" 2>/dev/null) != "$want_npm" ]]; then
   # --ignore-scripts: @prisma/engines' install script downloads native engines from a host that is
   # unreachable here; the stand-in replaces the query engine and nothing runs the others.
-  (cd "$ENGINE_DIR" && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error)
+  (cd "$ENGINE_DIR" && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error </dev/null)
   echo "$want_npm" >"$npm_stamp"
 fi
 

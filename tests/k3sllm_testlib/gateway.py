@@ -339,6 +339,9 @@ class LiteLLM:
                 ],
                 cwd=self.folder,
                 env=self.env(),
+                # Its own stdin: the Prisma engine stand-in (Node.js) makes a shared one non-blocking,
+                # and the playbooks these tests run next refuse to start on that.
+                stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,

@@ -62,7 +62,14 @@ def vllm_servers(
                 "--model", str(MODEL), "--served-model-name", name, "--host", "127.0.0.1", "--port", str(port),
                 "--dtype", "float32", "--max-model-len", "256", *extra_args,
             ]  # fmt: skip
-            procs.append((subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env), log))
+            procs.append(
+                (
+                    subprocess.Popen(
+                        cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env
+                    ),
+                    log,
+                )
+            )
             urls[name] = f"http://127.0.0.1:{port}"
         yield urls
     finally:
