@@ -14,7 +14,7 @@ from typing import Any
 
 import aiohttp
 
-from standins.vllm_engine import Timings, VllmEngineStandIn, VramLedger
+from standins.vllm_engine import Faults, Timings, VllmEngineStandIn, VramLedger
 from switcher.app import Switcher, start_site
 from switcher.config import parse_config
 
@@ -165,6 +165,7 @@ async def start_cluster(
     residual_gib: float = 0.0,
     admin_token: str | None = None,
     extra: dict[str, Any] | None = None,
+    faults: dict[str, Faults] | None = None,
 ) -> Cluster:
     """Start stand-in engines and a switcher.
 
@@ -172,6 +173,7 @@ async def start_cluster(
     switcher model fields (aliases, priority, ...). Without ``coresidency`` the switcher config has
     no VRAM figures (one awake model at a time) and the GPU holds exactly the largest model.
     ``awake`` names the engines that start awake (default: the first); the rest start asleep.
+    ``faults`` are given to the named engines before the switcher first probes them.
     """
     vrams = {m["name"]: float(m.get("vram", 10)) for m in models}
     capacity = gpu_gib if gpu_gib is not None else max(vrams.values())
@@ -182,6 +184,8 @@ async def start_cluster(
         engines[m["name"]] = VllmEngineStandIn(
             served, ledger, vrams[m["name"]], residual_gib=residual_gib, timings=timings or Timings()
         )
+        if faults and m["name"] in faults:
+            engines[m["name"]].faults = faults[m["name"]]
     if start_engines:
         awake_set = set(awake if awake is not None else (models[0]["name"],))
         for name, engine in engines.items():
