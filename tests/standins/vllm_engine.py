@@ -15,6 +15,9 @@ matters (see ../../../shared/FACTS.md, "vLLM sleep mode"):
 - A request sent to a sleeping engine HANGS until the engine is woken, like the real one; such
   requests are counted (``stats.requests_while_sleeping``) so tests can prove the switcher never
   sends one.
+- ``/is_sleeping`` turns true when a sleep begins, while the engine still holds its memory for
+  ``sleep_s``; that release goes on when the caller of ``/sleep`` gives up, and a repeated
+  ``/sleep`` is answered when it is done (vLLM 0.32's ``EngineCore.sleep`` and ``is_sleeping``).
 - Before it is ready (``start_s``) nothing listens on its port: connections are refused.
 - After a level-2 sleep, weights are garbage until ``reload_weights``; after any wake the prefix
   cache is stale until ``/reset_prefix_cache``. Answers given in either condition are counted.
@@ -156,6 +159,7 @@ class VllmEngineStandIn:
         self._generations: set[asyncio.Event] = set()
         self._transports: set[asyncio.BaseTransport] = set()
         self._restart_task: asyncio.Task | None = None
+        self._sleep_task: asyncio.Task | None = None  # the memory release of the sleep in progress
         self.start_error: str | None = None
         self.last_raw_body = b""  # the bytes of the last OpenAI request, as the switcher sent them
         self.stored_responses: set[str] = set()  # ids of the responses this engine made
@@ -229,6 +233,8 @@ class VllmEngineStandIn:
     async def kill(self) -> None:
         """The process dies: connections cut, VRAM freed, port refuses connections."""
         self.state = "down"
+        if self._sleep_task is not None:
+            self._sleep_task.cancel()
         self._awake.clear()
         for transport in list(self._transports):
             transport.abort()
@@ -289,6 +295,10 @@ class VllmEngineStandIn:
         if self.faults.hang_sleep:
             await asyncio.Event().wait()  # until the caller gives up and disconnects
         if self.state == "sleeping":
+            # vLLM 0.32 (EngineCore.sleep): a repeated sleep is answered once the sleep in progress
+            # has released the memory (its pause completes after the first one's executor sleep).
+            if self._sleep_task is not None:
+                await asyncio.shield(self._sleep_task)
             return web.Response(status=200)
         if mode == "wait":
             while self._generations:  # noqa: ASYNC110 - a stand-in; polling keeps it short
@@ -297,7 +307,15 @@ class VllmEngineStandIn:
             for flag in list(self._generations):
                 flag.set()
         self._awake.clear()
+        # vLLM 0.32 reports sleeping from the pause on (EngineCore.is_sleeping: scheduler paused or
+        # executor asleep), before the executor has released the memory; and the release runs in
+        # the engine core, so it goes on when the HTTP caller gives up.
         self.state = "sleeping"
+        self._sleep_task = asyncio.ensure_future(self._release_memory(level))
+        await asyncio.shield(self._sleep_task)
+        return web.Response(status=200)
+
+    async def _release_memory(self, level: int) -> None:
         await asyncio.sleep(self.timings.sleep_s)
         self.weights_awake = self.kv_awake = False
         self.sleep_level = level
@@ -305,7 +323,6 @@ class VllmEngineStandIn:
             self.weights_valid = False
         self.ledger.book(self.name, self.residual)
         self.stats.sleeps.append(level)
-        return web.Response(status=200)
 
     async def _wake_up(self, request: web.Request) -> web.Response:
         tags = request.query.getall("tags", []) or ["weights", "kv_cache"]
@@ -363,7 +380,9 @@ class VllmEngineStandIn:
 
     async def _metrics(self, request: web.Request) -> web.Response:
         labels = f'engine="0",model_name="{self.name}"'
-        sleeping = self.state == "sleeping"
+        # vLLM records the sleep state once /sleep has completed (AsyncLLM.sleep), after the release.
+        releasing = self._sleep_task is not None and not self._sleep_task.done()
+        sleeping = self.state == "sleeping" and not releasing
         lines = [
             "# HELP vllm:engine_sleep_state Engine sleep state; awake = 0 means engine is sleeping.",
             "# TYPE vllm:engine_sleep_state gauge",
