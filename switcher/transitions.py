@@ -47,6 +47,11 @@ class Transitions(ManagerCore):
             m.last_error = error
             try:
                 sleeping = await m.engine.is_sleeping()
+                if sleeping:
+                    # vLLM reports sleeping from the moment it pauses, before its memory is released
+                    # (0.32: EngineCore.is_sleeping), so that is no proof of free VRAM. A repeated
+                    # /sleep is answered once the first one is done: until then, count it held.
+                    await m.engine.sleep(level, self.policy.sleep_timeout_seconds, self.policy.sleep_mode)
             except EngineError as probe_exc:
                 # Unknown: assume it still holds its VRAM so nothing is woken on top of it.
                 self._set(m, ModelState.FAILED, f"{error}; then {probe_exc}", use=m.share)

@@ -44,8 +44,9 @@ async def test_every_model_that_cannot_be_put_to_sleep_is_named(make_cluster):
 
 async def test_a_sleep_answered_late_is_taken_as_done(make_cluster):
     # The engine goes to sleep but answers /sleep after sleep_timeout_seconds: the switcher asks where
-    # it stands, finds it sleeping, and counts the sleep done (here an operator's sleep).
-    c = await make_cluster(AB, timings=Timings(sleep_s=0.6), policy={"sleep_timeout_seconds": 0.3})
+    # it stands, finds it sleeping, asks again, and counts the sleep done when that one is answered
+    # within a second sleep_timeout_seconds (here an operator's sleep).
+    c = await make_cluster(AB, timings=Timings(sleep_s=0.45), policy={"sleep_timeout_seconds": 0.3})
     assert await c.manager.sleep(c.manager.models["a"]) == (True, "sleeping")
     assert c.state("a") == "sleeping" and c.engines["a"].state == "sleeping"
     assert c.metric("k3sllm_switcher_sleeps_total", model="a", reason="admin") == 1
@@ -91,3 +92,30 @@ async def test_idle_time_counts_from_the_last_admission(make_cluster):
     described = c.manager.describe(c.manager.models["a"])
     assert 0 <= described["idle_for_seconds"] < 0.2 and described["awake_for_seconds"] >= 0.4
     assert (await long_a).status == 200
+
+
+async def test_a_model_is_woken_only_after_a_late_sleep_has_released_its_memory(make_cluster):
+    # vLLM reports sleeping from the moment it pauses, before its memory is released (0.32:
+    # EngineCore.is_sleeping), and the release goes on after the switcher stopped waiting for /sleep.
+    # b may be woken only once a's memory is free: the stand-in GPU refuses a wake on top of a.
+    c = await make_cluster(AB, timings=Timings(sleep_s=0.5), policy={"sleep_timeout_seconds": 0.3})
+    r = await c.request("b")
+    assert r.status == 200 and r.model == "b"
+    assert c.engines["a"].stats.sleeps == [1] and c.state("a") == "sleeping"
+    assert c.manager.describe(c.manager.models["a"])["vram_in_use"] == 0.0
+    c.assert_gpu_safe()
+
+
+async def test_a_sleep_still_releasing_after_two_timeouts_keeps_its_vram_counted(make_cluster):
+    policy = {
+        "sleep_timeout_seconds": 0.3,
+        "retry_backoff_initial_seconds": 5.0,
+        "retry_backoff_max_seconds": 5.0,
+    }
+    c = await make_cluster(AB, timings=Timings(sleep_s=1.5), policy=policy)
+    r = await c.request("b")
+    assert r.status == 503 and "could not make room" in r.body["error"]["message"]
+    a = c.manager.describe(c.manager.models["a"])
+    assert a["state"] == "failed" and a["vram_in_use"] == 1.0  # a still holds its memory
+    assert c.engines["b"].stats.wakes == []  # nothing woken on top of it
+    c.assert_gpu_safe()
