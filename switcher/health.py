@@ -34,7 +34,7 @@ class HealthPolling(Transitions):
         results = await asyncio.gather(*(self._probe(m) for m in targets))
         levels = await asyncio.gather(
             *(
-                m.engine.sleep_level() if r == "sleeping" and m.state is not ModelState.SLEEPING else _none()
+                m.engine.sleep_level() if r == "sleeping" and _level_wanted(m) else _none()
                 for m, r in zip(targets, results, strict=True)
             )
         )
@@ -48,15 +48,32 @@ class HealthPolling(Transitions):
             self.kick()
 
     def _apply_probe(self, m: ModelRuntime, result: str, level: int | None, initial: bool) -> bool:
+        # vLLM answers is_sleeping=true from the moment a sleep pauses it, and reports its sleep level
+        # (vllm:engine_sleep_state) only once the memory is released: until then it holds its share.
+        releasing = result == "sleeping" and level is None and _level_wanted(m)
         if m.state is ModelState.FAILED:
-            m.use = probed_use(result, m.share, m.residual)
+            m.use = m.share if releasing else probed_use(result, m.share, m.residual)
+        if m.state is ModelState.SLEEPING and result == "sleeping" and m.use > m.residual and not releasing:
+            log.info("model %s: its engine has released its memory (sleep level %s)", m.name, level)
+            m.slept_level = level
+            m.use = m.residual
+            return True
         outcome = probe_outcome(m.state, result, initial, backed_off=time.monotonic() < m.blocked_until)
         if outcome is None:
             return False
         if outcome.state is ModelState.SLEEPING:
             m.slept_level = level or m.slept_level
-        self._set(m, outcome.state, outcome.note, use=0.0 if outcome.state is ModelState.COLD else None)
+        use = 0.0 if outcome.state is ModelState.COLD else None
+        if releasing and outcome.state is ModelState.SLEEPING:
+            use = m.share
+        self._set(m, outcome.state, outcome.note, use=use)
         return True
+
+
+def _level_wanted(m: ModelRuntime) -> bool:
+    """Whether a probe that finds the engine sleeping asks it for its sleep level: for a model not
+    known to sleep, and for one that sleeps but is still counted at its share (releasing)."""
+    return m.state is not ModelState.SLEEPING or m.use > m.residual
 
 
 async def _none() -> None:

@@ -119,3 +119,20 @@ async def test_a_sleep_still_releasing_after_two_timeouts_keeps_its_vram_counted
     assert a["state"] == "failed" and a["vram_in_use"] == 1.0  # a still holds its memory
     assert c.engines["b"].stats.wakes == []  # nothing woken on top of it
     c.assert_gpu_safe()
+
+
+async def test_a_failed_model_whose_engine_is_still_releasing_is_counted_until_it_reports_its_level(
+    make_cluster,
+):
+    # a's sleep outlasts both waits and a is failed; when its back-off ends, the health poll finds it
+    # sleeping, but vLLM reports its sleep level only once the memory is released: b must wait for that.
+    c = await make_cluster(AB, timings=Timings(sleep_s=1.5), policy={"sleep_timeout_seconds": 0.3})
+    started = asyncio.get_running_loop().time()
+    assert (await c.request("b")).status == 503
+    assert c.state("a") == "failed"
+    await asyncio.sleep(0.3)  # past b's back-off; a's (0.2 s) is over too
+    r = await c.request("b")
+    assert r.status == 200 and r.model == "b"
+    assert asyncio.get_running_loop().time() - started >= 1.5  # not before a's memory was free
+    assert c.manager.describe(c.manager.models["a"])["vram_in_use"] == 0.0 and c.state("a") == "sleeping"
+    c.assert_gpu_safe()
