@@ -19,17 +19,17 @@ OLD, NEW = "v1.36.2+k3s1", "v1.36.3+k3s1"
 
 
 def playbook(
-    name: str, *extra_vars: dict, verbose: bool = True, timeout: int = 1100
+    name: str, *extra_vars: dict, verbose: bool = True, timeout: int = 1100, args: tuple[str, ...] = ()
 ) -> subprocess.CompletedProcess[str]:
     """Run one of the product playbooks against the scenario's inventory (the rolling upgrade of two
     nodes took over 300 s on a busy 2-core machine; test_30_upgrade allows 1200 s)."""
-    args = ["ansible-playbook", "-i", str(INVENTORY), str(PROJECT / "playbooks" / name)]
+    command = ["ansible-playbook", "-i", str(INVENTORY), str(PROJECT / "playbooks" / name), *args]
     if verbose:
-        args.append("-v")
+        command.append("-v")
     for extra in extra_vars:
-        args += ["-e", json.dumps(extra)]
+        command += ["-e", json.dumps(extra)]
     return subprocess.run(
-        args, cwd=PROJECT, capture_output=True, text=True, timeout=timeout, env=dict(os.environ)
+        command, cwd=PROJECT, capture_output=True, text=True, timeout=timeout, env=dict(os.environ)
     )
 
 
