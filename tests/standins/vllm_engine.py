@@ -120,6 +120,7 @@ class Stats:
     aborted_by_sleep: int = 0
     tokens: int = 0
     sleeps: list[int] = field(default_factory=list)
+    sleep_modes: list[str | None] = field(default_factory=list)  # each /sleep's `mode`, None if absent
     wakes: list[str | None] = field(default_factory=list)
     prefix_resets: int = 0
     reloads: int = 0
@@ -291,6 +292,7 @@ class VllmEngineStandIn:
 
     async def _sleep(self, request: web.Request) -> web.Response:
         level = int(request.query.get("level", "1"))
+        self.stats.sleep_modes.append(request.query.get("mode"))
         mode = request.query.get("mode", "abort")
         if self.faults.hang_sleep:
             await asyncio.Event().wait()  # until the caller gives up and disconnects
