@@ -5,6 +5,7 @@ manager.py) where the rest of the suite ran the code without pinning what users 
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 
@@ -51,3 +52,58 @@ async def test_a_request_cancelled_in_the_instant_it_is_admitted_is_not_left_in_
         await client
     assert c.metric("k3sllm_switcher_inflight_requests", model="b") == 0
     assert c.manager.describe(b)["inflight"] == 0 and b.idle.is_set()
+
+
+async def test_a_request_waiting_out_a_batch_window_is_served_after_an_over_capacity_sleep(make_cluster):
+    # c's request waits for its batch window. Meanwhile b's engine is woken behind the switcher's
+    # back: a and b awake exceed the GPU, and the switcher puts one to sleep at once. It must then go
+    # on deciding (the window's end is still ahead) and serve c when the window closes, with no
+    # other event needed to look again.
+    c = await make_cluster(
+        [*AB, {"name": "c"}],
+        gpu_gib=30,  # the engines' own GPU holds all three; the switcher plans one awake at a time
+        policy={"batch_window_seconds": 2.0, "queue_timeout_seconds": 4.0, "health_interval_seconds": 30},
+    )
+    started = time.monotonic()
+    waiting = asyncio.create_task(c.request("c"))
+    await wait_until(lambda: len(c.manager.models["c"].queue) == 1, what="c's request to queue")
+    async with c.session.post(c.engines["b"].base_url + "/wake_up") as resp:
+        assert resp.status == 200
+    c.manager.report_engine_error(c.manager.models["b"])  # re-probe b now
+    await wait_until(
+        lambda: c.metric("k3sllm_switcher_sleeps_total", model="a", reason="over_capacity") == 1,
+        within=1.5,
+        what="a put to sleep to get within capacity",
+    )
+    assert not waiting.done()  # still inside its batch window
+    r = await waiting
+    assert r.status == 200 and r.model == "c"
+    assert time.monotonic() - started >= 2.0
+    assert c.state("a") == c.state("b") == "sleeping"
+    c.assert_gpu_safe()
+
+
+async def test_a_request_waiting_out_a_batch_window_is_served_after_a_boot_grant(make_cluster):
+    # Co-residency: a (4) awake, c (3) asleep, d (3) restarting, on 10. c's request waits for its
+    # batch window; meanwhile d's init container gets the boot grant. The switcher must go on
+    # deciding after the grant and serve c (which fits beside a and the booting d) when the window
+    # closes, not leave it queued until some other event (d's grant times out only after 5 s).
+    models = [{"name": "a", "vram": 4}, {"name": "c", "vram": 3}, {"name": "d", "vram": 3}]
+    c = await make_cluster(
+        models,
+        coresidency=True,
+        gpu_gib=10,
+        policy={"batch_window_seconds": 2.0, "queue_timeout_seconds": 4.0, "health_interval_seconds": 30},
+    )
+    await c.engines["d"].kill()
+    started = time.monotonic()
+    waiting = asyncio.create_task(c.request("c"))
+    await wait_until(lambda: len(c.manager.models["c"].queue) == 1, what="c's request to queue")
+    async with c.session.get(f"{c.url}/boot/d?wait=1") as resp:
+        assert resp.status == 200 and (await resp.json())["granted"] is True
+    assert not waiting.done()  # still inside its batch window
+    r = await waiting
+    assert r.status == 200 and r.model == "c"
+    assert time.monotonic() - started >= 2.0
+    assert c.state("d") == "starting" and c.state("a") == "awake"
+    c.assert_gpu_safe()
