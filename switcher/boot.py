@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import deque
 from typing import Any
 
 from .decisions import boot_waits_for, keep_awake_after_boot
@@ -147,9 +148,15 @@ class BootGrants(Transitions):
                 self._set(m, ModelState.SLEEPING, "ready (came up sleeping)")
             else:
                 keep = keep_awake_after_boot(m.spec.awake_by_default, len(m.queue), len(self._boot_queue))
-                self._set(m, ModelState.AWAKE, "ready")
-                if not keep:
-                    m.draining = True  # nothing has been admitted yet, but hold new requests
+                if keep:
+                    self._set(m, ModelState.AWAKE, "ready")
+                else:
+                    # Put to sleep at once for the next boot: the requests waiting for it stay queued
+                    # for the wake after the boots (marked awake, it would admit them to an engine
+                    # about to sleep), and new ones queue behind them.
+                    waiting, m.queue = m.queue, deque()
+                    self._set(m, ModelState.AWAKE, "ready")
+                    m.queue, m.draining = waiting, True
                     await self._sleep_model(m, "boot")
                     m.draining = False
             self.grant = None

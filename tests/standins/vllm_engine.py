@@ -29,7 +29,8 @@ aborts), as a real GPU would, and the refusal is recorded. ``ledger.max_committe
 
 Faults (``engine.faults``): fail the next N wakes, hang sleeps, wakes or ``/is_sleeping``, answer the
 next N ``/reset_prefix_cache`` with 200 ``{"success": false}`` (vLLM 0.32 while blocks are held), die
-mid-stream after N tokens (and optionally come back after a delay, like a restarted pod).
+mid-stream after N tokens (and optionally come back after a delay, like a restarted pod), answer
+``/metrics`` with 503, hold a sleep's memory release until a test sets an event.
 
 Run it alone: ``python tests/standins/vllm_engine.py --engine a=8101:20 --engine b=8102:20
 --capacity 40 --token-s 0.005``.
@@ -108,6 +109,8 @@ class Faults:
     busy_prefix_resets: int = 0  # the next N /reset_prefix_cache answer 200 {"success": false} (vLLM 0.32)
     die_after_tokens: int | None = None  # the next stream kills the engine after N tokens
     restart_after_s: float | None = None  # ...and it comes back (awake) after this long
+    metrics_down: bool = False  # /metrics answers 503 (the sleep level cannot be read)
+    release_gate: asyncio.Event | None = None  # a sleep's memory release waits until a test sets it
 
 
 @dataclass
@@ -319,6 +322,8 @@ class VllmEngineStandIn:
 
     async def _release_memory(self, level: int) -> None:
         await asyncio.sleep(self.timings.sleep_s)
+        if self.faults.release_gate is not None:
+            await self.faults.release_gate.wait()  # held by a test: still releasing, memory held
         self.weights_awake = self.kv_awake = False
         self.sleep_level = level
         if level == 2:
@@ -381,6 +386,8 @@ class VllmEngineStandIn:
         return web.json_response(body)
 
     async def _metrics(self, request: web.Request) -> web.Response:
+        if self.faults.metrics_down:
+            return web.Response(status=503, text="metrics unavailable (stand-in fault)")
         labels = f'engine="0",model_name="{self.name}"'
         # vLLM records the sleep state once /sleep has completed (AsyncLLM.sleep), after the release.
         releasing = self._sleep_task is not None and not self._sleep_task.done()

@@ -1,0 +1,211 @@
+"""Boot grants, as the init containers, the requests and the operator see them: the behaviour that
+the mutants of switcher/boot.py showed no other test pinned (tests/switcher/mutation-equivalents.md)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from standins.vllm_cluster import wait_until
+from standins.vllm_engine import Timings
+
+TOKEN = "t0k3n"
+
+
+async def ask_boot(c, name: str, wait: float = 0) -> tuple[int, dict]:
+    async with c.session.get(f"{c.url}/boot/{name}?wait={wait:g}") as resp:
+        return resp.status, await resp.json()
+
+
+async def init_container_then_start(c, name: str) -> None:
+    """What a vLLM pod does: its init container long-polls for a grant, then the engine starts."""
+    while (await ask_boot(c, name, wait=1))[0] != 200:
+        pass
+    await c.engines[name].start()
+
+
+async def described(c, name: str) -> dict:
+    """The model as GET /admin/models shows it."""
+    status, body = await c.admin("GET", "/admin/models", TOKEN)
+    assert status == 200, body
+    return next(m for m in body["models"] if m["name"] == name)
+
+
+async def boot_line(c) -> dict:
+    status, body = await c.admin("GET", "/admin/models", TOKEN)
+    assert status == 200, body
+    return body["boot"]
+
+
+def boot_sleeps(c, name: str) -> float:
+    return c.metric("k3sllm_switcher_sleeps_total", model=name, reason="boot")
+
+
+# ------------------------------------------------------------------ GET /boot's answers
+
+
+async def test_a_live_engine_asking_for_a_grant_gets_the_documented_answer(make_cluster):
+    c = await make_cluster([{"name": "a"}, {"name": "b"}], awake=("a",))
+    status, body = await ask_boot(c, "b")  # b's engine sleeps, and answers
+    assert status == 423
+    assert body == {
+        "model": "b",
+        "granted": False,
+        "holder": None,
+        "position": None,
+        "queue": [],
+        "reason": "the engine is answering: not restarting",
+    }
+
+
+async def test_the_holder_asking_again_keeps_its_grant_while_its_engine_comes_up(make_cluster):
+    # An init container that asks again (its first answer was lost) after its engine began to answer,
+    # but before the switcher has seen it ready (its /is_sleeping does not answer yet).
+    c = await make_cluster([{"name": "a"}, {"name": "b"}], start_engines=False, admin_token=TOKEN)
+    assert (await ask_boot(c, "a"))[0] == 200
+    c.engines["a"].faults.hang_status = True
+    await c.engines["a"].start()
+    status, body = await ask_boot(c, "a")
+    assert status == 200 and body["granted"] is True and body["holder"] == "a"
+    assert (await described(c, "a"))["state"] == "starting"
+    c.engines["a"].faults.hang_status = False
+    await wait_until(lambda: c.manager.grant is None, what="a's boot to end")
+    assert (await described(c, "a"))["state"] == "sleeping"
+    assert c.metric("k3sllm_switcher_boot_grants_total", model="a") == 1
+
+
+async def test_two_calls_at_once_put_a_model_in_line_once(make_cluster):
+    c = await make_cluster([{"name": "a"}, {"name": "b"}], start_engines=False, admin_token=TOKEN)
+    assert (await ask_boot(c, "a"))[0] == 200  # a holds the grant; its engine is slow to come
+    # Two init containers of b ask in the same instant (called directly: over HTTP the two calls
+    # would overlap only by chance): both are in flight before either is in line.
+    answers = await asyncio.gather(c.manager.request_boot("b", 0), c.manager.request_boot("b", 0))
+    for granted, body in answers:
+        assert not granted and body["queue"] == ["b"] and body["position"] == 1
+    assert await boot_line(c) == {"holder": "a", "queue": ["b"]}
+    status, _ = await c.admin("DELETE", "/admin/boot/a", TOKEN)
+    assert status == 200
+    await wait_until(lambda: c.manager.grant == "b", what="the grant to pass to b")
+    assert await boot_line(c) == {"holder": "b", "queue": []}
+    await c.engines["b"].start()
+    await wait_until(lambda: c.manager.grant is None, what="b's boot to end")
+    assert await boot_line(c) == {"holder": None, "queue": []}
+    assert c.metric("k3sllm_switcher_boot_grants_total", model="b") == 1
+    assert c.engines["b"].stats.sleeps == [1]  # booted once, then put to sleep once
+
+
+async def test_a_pod_that_restarts_unseen_is_cold_and_says_why(make_cluster):
+    # No health poll runs during the test: the switcher learns of b's restart from its init container.
+    c = await make_cluster(
+        [{"name": "a"}, {"name": "b"}],
+        awake=("a",),
+        admin_token=TOKEN,
+        policy={"health_interval_seconds": 60},
+    )
+    assert (await described(c, "b"))["state"] == "sleeping"
+    await c.engines["b"].kill()
+    status, body = await ask_boot(c, "b")
+    assert status == 423 and body["queue"] == ["b"]
+    b = await described(c, "b")
+    assert (b["state"], b["reason"], b["vram_in_use"]) == (
+        "cold",
+        "engine is (re)starting: asked for a boot grant",
+        0.0,
+    )
+
+
+# ------------------------------------------------------------------ an engine that becomes ready
+
+
+async def test_a_default_model_booting_alone_stays_awake_without_a_sleep(make_cluster):
+    c = await make_cluster(
+        [{"name": "a", "awake_by_default": True}, {"name": "b"}], start_engines=False, admin_token=TOKEN
+    )
+    await init_container_then_start(c, "a")
+    await wait_until(lambda: c.manager.grant is None, what="a's boot to end")
+    a = await described(c, "a")
+    assert (a["state"], a["reason"], a["draining"]) == ("awake", "ready", False)
+    assert c.engines["a"].stats.sleep_modes == [] and c.engines["a"].stats.wakes == []
+    assert boot_sleeps(c, "a") == 0
+    r = await c.request("a")
+    assert r.status == 200 and r.model == "a"
+    c.assert_gpu_safe()
+
+
+async def test_an_engine_that_comes_up_sleeping_is_taken_as_it_is(make_cluster):
+    # b's engine comes up asleep at level 2 (its weights discarded), b's configured level being 1.
+    c = await make_cluster([{"name": "a"}, {"name": "b"}], start_engines=False, admin_token=TOKEN)
+    assert (await ask_boot(c, "b"))[0] == 200
+    await c.engines["b"].start(asleep=True)
+    c.engines["b"].force_sleep(2)
+    await wait_until(lambda: c.manager.grant is None, what="b's boot to end")
+    b = await described(c, "b")
+    assert (b["state"], b["reason"], b["vram_in_use"]) == ("sleeping", "ready (came up sleeping)", 0.0)
+    assert c.engines["b"].stats.sleep_modes == []  # no /sleep for an engine already asleep
+    assert boot_sleeps(c, "b") == 0
+    # The level learned at boot is the one woken from, even when /metrics cannot say it at the wake.
+    c.engines["b"].faults.metrics_down = True
+    r = await c.request("b")
+    assert r.status == 200 and r.model == "b"
+    assert c.engines["b"].stats.wakes == ["weights", "kv_cache"] and c.engines["b"].stats.reloads == 1
+    c.assert_gpu_safe()  # among others: no answer given before reload_weights
+
+
+async def test_requests_for_an_engine_slept_for_the_next_boot_wait_for_its_wake(make_cluster):
+    # a becomes ready while b waits to boot: a is put to sleep at once, so b can start. The requests
+    # already waiting for a, and those that come during its sleep, must not reach its engine
+    # before the wake that follows the boots.
+    c = await make_cluster(
+        [{"name": "a"}, {"name": "b"}],
+        start_engines=False,
+        admin_token=TOKEN,
+        policy={"sleep_timeout_seconds": 30},
+    )
+    assert (await ask_boot(c, "a"))[0] == 200
+    assert (await ask_boot(c, "b"))[0] == 423
+    early = asyncio.create_task(c.request("a"))
+    await wait_until(lambda: len(c.manager.models["a"].queue) == 1, what="a request waiting for a")
+    hold = asyncio.Event()
+    c.engines["a"].faults.release_gate = hold
+    await c.engines["a"].start()
+    await wait_until(lambda: c.engines["a"].state == "sleeping", what="a asked to sleep for b's boot")
+    a = await described(c, "a")
+    assert (a["state"], a["reason"], a["draining"], a["queued"], a["inflight"]) == (
+        "awake",
+        "ready",
+        True,
+        1,
+        0,
+    )
+    late = asyncio.create_task(c.request("a"))
+    await wait_until(lambda: len(c.manager.models["a"].queue) == 2, what="a request queued during a's sleep")
+    hold.set()
+    await init_container_then_start(c, "b")
+    for task in (early, late):
+        r = await task
+        assert (r.status, r.model, r.finish_reason) == (200, "a", "length")
+    assert c.engines["a"].stats.sleeps == [1] and c.engines["a"].stats.wakes == [None]
+    assert boot_sleeps(c, "a") == 1
+    c.assert_gpu_safe()  # among others: no request reached a sleeping engine
+
+
+async def test_an_engine_that_will_not_sleep_for_the_next_boot_keeps_serving(make_cluster):
+    c = await make_cluster(
+        [{"name": "a"}, {"name": "b"}],
+        start_engines=False,
+        admin_token=TOKEN,
+        policy={"sleep_timeout_seconds": 0.3, "queue_timeout_seconds": 4},
+        timings=Timings(start_s=0.05),
+    )
+    assert (await ask_boot(c, "a"))[0] == 200
+    assert (await ask_boot(c, "b"))[0] == 423
+    c.engines["a"].faults.hang_sleep = True  # its /sleep never answers; it stays awake
+    await c.engines["a"].start()
+    await wait_until(lambda: c.manager.grant is None, what="a's boot to end")
+    a = await described(c, "a")
+    assert (a["state"], a["reason"], a["draining"]) == ("awake", "ready", False)
+    assert a["last_error"].startswith("sleep failed")
+    r = await c.request("a")
+    assert r.status == 200 and r.model == "a"
+    assert await boot_line(c) == {"holder": None, "queue": ["b"]}  # b waits: a holds the GPU
+    assert boot_sleeps(c, "a") == 0
+    c.assert_gpu_safe()
