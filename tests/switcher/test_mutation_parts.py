@@ -10,6 +10,7 @@ import time
 import pytest
 
 from standins.vllm_cluster import wait_until
+from standins.vllm_engine import Timings
 
 AB = [{"name": "a"}, {"name": "b"}]
 
@@ -106,4 +107,16 @@ async def test_a_request_waiting_out_a_batch_window_is_served_after_a_boot_grant
     assert r.status == 200 and r.model == "c"
     assert time.monotonic() - started >= 2.0
     assert c.state("d") == "starting" and c.state("a") == "awake"
+    c.assert_gpu_safe()
+
+
+async def test_a_sleep_answered_late_is_asked_again_with_the_configured_sleep_mode(make_cluster):
+    # a's /sleep outlasts sleep_timeout_seconds; the switcher finds it sleeping and sends /sleep again
+    # (answered once the memory is released). That repeated call carries policy.sleep_mode too.
+    c = await make_cluster(
+        AB, timings=Timings(sleep_s=0.45), policy={"sleep_mode": "wait", "sleep_timeout_seconds": 0.3}
+    )
+    r = await c.request("b")
+    assert r.status == 200 and r.model == "b"
+    assert c.engines["a"].stats.sleep_modes == ["wait", "wait"]
     c.assert_gpu_safe()
