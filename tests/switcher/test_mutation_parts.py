@@ -120,3 +120,15 @@ async def test_a_sleep_answered_late_is_asked_again_with_the_configured_sleep_mo
     assert r.status == 200 and r.model == "b"
     assert c.engines["a"].stats.sleep_modes == ["wait", "wait"]
     c.assert_gpu_safe()
+
+
+async def test_idle_ttl_applies_to_a_model_listed_after_one_without_a_ttl(make_cluster, caplog):
+    # Co-residency: a (no TTL) and b (TTL 0.3 s) are awake together. b, idle, is put to sleep by its
+    # TTL; a, listed first and without a TTL, neither stops that nor is slept itself.
+    caplog.set_level("ERROR", logger="switcher")
+    models = [{"name": "a", "vram": 4}, {"name": "b", "vram": 4, "idle_ttl_seconds": 0.3}]
+    c = await make_cluster(models, coresidency=True, gpu_gib=10, awake=("a", "b"))
+    await wait_until(lambda: c.state("b") == "sleeping", within=3, what="b slept by its idle TTL")
+    assert c.metric("k3sllm_switcher_sleeps_total", model="b", reason="idle_ttl") == 1
+    assert c.state("a") == "awake" and c.engines["a"].stats.sleeps == []
+    assert [r.getMessage() for r in caplog.records] == []  # no failed housekeeping step
