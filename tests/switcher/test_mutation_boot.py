@@ -4,6 +4,8 @@ the mutants of switcher/boot.py showed no other test pinned (tests/switcher/muta
 from __future__ import annotations
 
 import asyncio
+import logging
+import time
 
 from standins.vllm_cluster import wait_until
 from standins.vllm_engine import Timings
@@ -66,7 +68,8 @@ async def test_the_holder_asking_again_keeps_its_grant_while_its_engine_comes_up
     await c.engines["a"].start()
     status, body = await ask_boot(c, "a")
     assert status == 200 and body["granted"] is True and body["holder"] == "a"
-    assert (await described(c, "a"))["state"] == "starting"
+    a = await described(c, "a")
+    assert (a["state"], a["reason"]) == ("starting", "boot granted; waiting for the engine to become ready")
     c.engines["a"].faults.hang_status = False
     await wait_until(lambda: c.manager.grant is None, what="a's boot to end")
     assert (await described(c, "a"))["state"] == "sleeping"
@@ -208,4 +211,103 @@ async def test_an_engine_that_will_not_sleep_for_the_next_boot_keeps_serving(mak
     assert r.status == 200 and r.model == "a"
     assert await boot_line(c) == {"holder": None, "queue": ["b"]}  # b waits: a holds the GPU
     assert boot_sleeps(c, "a") == 0
+    c.assert_gpu_safe()
+
+
+# ------------------------------------------------------------------ making room for a boot
+
+
+async def test_a_wanted_boot_does_not_wait_for_the_awake_models_residency(make_cluster):
+    # a was used a moment ago: its demand grace and its slice protect it from a switch, not from a
+    # boot (a node must recover on its own). A request waits for b, whose pod restarted.
+    c = await make_cluster(
+        [{"name": "a"}, {"name": "b"}],
+        awake=("a",),
+        policy={"min_residency_seconds": 60, "demand_grace_seconds": 60},
+    )
+    assert (await c.request("a")).model == "a"
+    await c.engines["b"].kill()
+    wanted = asyncio.create_task(c.request("b"))
+    await init_container_then_start(c, "b")  # the engine's start fails if a still holds the GPU
+    r = await wanted
+    assert r.status == 200 and r.model == "b"
+    assert c.engines["a"].stats.sleeps == [1]
+    c.assert_gpu_safe()
+
+
+async def test_a_wanted_boot_waits_for_a_stream_and_does_not_cut_it(make_cluster):
+    # A request waits for b while a streams: b's boot waits for the stream, longer than the drain
+    # timeout, instead of cutting it (a drain that timed out would end it with finish "abort").
+    c = await make_cluster(
+        [{"name": "a"}, {"name": "b"}], timings=Timings(token_s=0.02), policy={"drain_timeout_seconds": 0.3}
+    )
+    stream = asyncio.create_task(c.request("a", stream=True, max_tokens=40))
+    await wait_until(lambda: c.manager.models["a"].inflight == 1, what="a's stream to start")
+    await c.engines["b"].kill()
+    await wait_until(lambda: c.state("b") == "cold", what="b's engine seen gone")
+    wanted = asyncio.create_task(c.request("b"))
+    await wait_until(lambda: len(c.manager.models["b"].queue) == 1, what="a request waiting for b")
+    status, body = await ask_boot(c, "b", wait=0.5)
+    assert status == 423 and body["queue"] == ["b"]
+    assert c.state("a") == "awake" and c.engines["a"].stats.sleeps == []
+    r = await stream
+    assert r.finish_reason == "length" and len(r.chunks) == 42
+    await init_container_then_start(c, "b")
+    assert (await wanted).model == "b"
+    assert c.engines["a"].stats.aborted_by_sleep == 0
+    c.assert_gpu_safe()
+
+
+async def test_why_a_boot_waits_is_logged_for_the_operator(make_cluster, caplog):
+    caplog.set_level(logging.DEBUG, logger="switcher")
+    c = await make_cluster([{"name": "a"}, {"name": "b"}], awake=("a",))
+    await c.engines["b"].kill()
+    assert (await ask_boot(c, "b"))[0] == 423
+    expected = "boot of b waits: a holds the GPU and no request waits for this model"
+
+    def logged() -> list[str]:
+        return [r.getMessage() for r in caplog.records if r.name == "switcher" and r.levelno == logging.DEBUG]
+
+    await wait_until(lambda: expected in logged(), what="why b's boot waits, in the log")
+
+
+async def test_a_boot_whose_room_cannot_be_made_is_tried_again_after_the_back_off(make_cluster, caplog):
+    # a's engine does not answer its /sleep (it stays awake): b's boot, wanted, waits; it is tried
+    # again after retry_backoff_initial_seconds, not at once, and without another event to start it.
+    caplog.set_level(logging.WARNING, logger="switcher")
+    c = await make_cluster(
+        [{"name": "a"}, {"name": "b"}],
+        awake=("a",),
+        policy={
+            "sleep_timeout_seconds": 0.3,
+            "retry_backoff_initial_seconds": 2.0,
+            "retry_backoff_max_seconds": 2.0,
+        },
+    )
+    c.engines["a"].faults.hang_sleep = True
+    await c.engines["b"].kill()
+    await wait_until(lambda: c.state("b") == "cold", what="b's engine seen gone")
+    wanted = asyncio.create_task(c.request("b"))
+    await wait_until(lambda: len(c.manager.models["b"].queue) == 1, what="a request waiting for b")
+    assert (await ask_boot(c, "b"))[0] == 423
+    url = c.manager.models["a"].engine.base_url
+    expected = (
+        f"boot of b waits: could not make room: a: sleep failed: POST {url}/sleep?level=1: "
+        "no answer within 0.3s"
+    )
+
+    def warned() -> list[str]:
+        return [
+            r.getMessage() for r in caplog.records if r.name == "switcher" and r.levelno == logging.WARNING
+        ]
+
+    await wait_until(lambda: expected in warned(), what="the failed room for b's boot, in the log")
+    failed_at = time.monotonic()
+    c.engines["a"].faults.hang_sleep = False
+    assert c.manager.grant is None
+    await wait_until(lambda: c.manager.grant == "b", within=10, what="b's boot tried again")
+    assert time.monotonic() - failed_at >= 1.0  # the back-off is 2 s
+    assert c.engines["a"].stats.sleep_modes == [None, None]  # one /sleep that hung, one that worked
+    await c.engines["b"].start()
+    assert (await wanted).model == "b"
     c.assert_gpu_safe()
