@@ -47,18 +47,18 @@ setup-vllm:
 setup-litellm: deps
 	@scripts/setup-litellm.sh
 
-# pytest and molecule side by side: the molecule scenarios wait mostly on podman and apt, pytest on the
-# CPU. (Tried before the renders were made 3.6x cheaper, the molecule upgrade and check-mode steps ran
-# past their limits; those limits are now sized for a shared machine.) -k: both always finish.
-test: prepare
-	@$(MAKE) --no-print-directory -k -j2 pytest molecule
+# Everything side by side, each part as soon as what it needs is there: lint and the syntax checks at
+# once, molecule when its systemd images are built, pytest when the vLLM and LiteLLM installs are done.
+# The installs and image builds wait mostly on downloads and lint mostly keeps one core busy, so the
+# scenarios and the tests use the CPU they leave. -k: every part always finishes.
+test: setup deps
+	@$(MAKE) --no-print-directory -k -j8 pytest molecule lint syntax
 
-# The one-time preparations, side by side: the vLLM and LiteLLM installs and the systemd images wait
-# mostly on downloads, lint on the CPU. (ansible.cfg names an inventory file: with an empty
-# `inventory =`, ansible-lint's syntax checks once ran scripts/setup-vllm-cpu.sh as an inventory
-# script and restarted the build beside it.) Quick no-ops once everything is in place.
+# The one-time preparations alone, side by side (quick no-ops once everything is in place). (ansible.cfg
+# names an inventory file: with an empty `inventory =`, ansible-lint's syntax checks once ran
+# scripts/setup-vllm-cpu.sh as an inventory script and restarted the build beside it.)
 prepare: setup deps
-	@$(MAKE) --no-print-directory -j5 setup-vllm setup-litellm lint syntax images
+	@$(MAKE) --no-print-directory -j5 setup-vllm setup-litellm images
 
 check: lint syntax pytest-fast
 

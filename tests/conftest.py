@@ -20,6 +20,7 @@ SHARED_STACK_FILES = (
     "tests/gateway/test_gateway.py",
     "tests/gateway/test_tenants.py",
     "tests/gateway/test_backup.py",
+    "tests/gateway/test_real_vllm_gateway.py",
 )
 LONGEST_FIRST = (
     "tests/gateway/",

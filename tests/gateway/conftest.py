@@ -138,6 +138,27 @@ class SwitcherThread:
         self.url = f"http://127.0.0.1:{self.runner.addresses[0][1]}"
         return self.url
 
+    @contextlib.contextmanager
+    def serving(self, config: dict[str, Any]) -> Iterator[None]:
+        """Another switcher, with ``config``, on this one's address until the block ends; then the
+        stand-in cluster's switcher again (a new one, with the same config and engines). LiteLLM's
+        routes name the address, so the gateway in front keeps running: no second LiteLLM and
+        database for a test that needs other engines behind it."""
+        cluster = self.cluster
+        assert cluster is not None, "serving() swaps the switcher of a stand-in cluster (start())"
+        port = int(self.url.rsplit(":", 1)[1])
+
+        async def swap(old_runner: Any, switcher: Switcher) -> Any:
+            await old_runner.cleanup()
+            return await start_site(switcher, "127.0.0.1", port)
+
+        other = self.run(swap(cluster.runner, Switcher(parse_config(config))))
+        try:
+            yield
+        finally:
+            cluster.switcher = Switcher(cluster.switcher.config)
+            cluster.runner = self.run(swap(other, cluster.switcher))
+
     def stop(self) -> None:
         if self.cluster is not None:
             self.run(self.cluster.close())
@@ -192,6 +213,10 @@ class LiteLLMStack:
     @property
     def models(self) -> list[str]:
         return catalog_models(self.config)
+
+    def switcher_serving(self, config: dict[str, Any]) -> contextlib.AbstractContextManager[None]:
+        """The switcher behind LiteLLM runs ``config`` until the block ends (SwitcherThread.serving)."""
+        return self.switcher.serving(config)
 
     def restart_litellm(self) -> None:
         """Stop LiteLLM and start it again against the same database."""

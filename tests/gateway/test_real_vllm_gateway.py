@@ -19,7 +19,7 @@ import anthropic
 import openai
 import pytest
 import yaml
-from gateway.conftest import catalog_models, gateway_stack, require_litellm
+from gateway.conftest import catalog_models, require_litellm
 from gateway.test_gateway import READ_TOOL, SYSTEM_PROMPT
 from k3sllm_testlib import real_vllm
 from k3sllm_testlib.gateway import rendered_litellm_config
@@ -63,7 +63,10 @@ def test_claude_code_request_through_gateway_to_real_vllm(request, tmp_path):
                 "engine_probe_timeout_seconds": 15,
             },
         }
-        with gateway_stack(render_dir, tmp_path, switcher_config) as stack:
+        # The gateway the other tests in tests/gateway share (LiteLLM, PostgreSQL), with a switcher
+        # in front of the real engine in place of the stand-ins until the block ends.
+        stack = request.getfixturevalue("litellm_stack")
+        with stack.switcher_serving(switcher_config):
             alias = next(
                 e["model_name"]
                 for e in stack.config["model_list"]
