@@ -1,9 +1,14 @@
-"""Filter ``k3sllm.platform.k3s_config_flags``: a node's K3s config.yaml as a mapping of flags, from the k3s
-role's settings (roles/k3s/vars/main.yml); the builder is in plugin_utils/k3s_config.py.
+"""Filters for the k3s role; the builders are in plugin_utils/k3s_config.py.
+
+``k3sllm.platform.k3s_config_flags``: a node's K3s config.yaml as a mapping of flags, from the k3s
+role's settings (roles/k3s/vars/main.yml).
+``k3sllm.platform.k3s_controller_kubeconfig``: K3s's admin kubeconfig pointed at the API address the
+controller reaches.
 
 .. code-block:: yaml
 
     k3s_config_flags: "{{ k3s_config_settings | k3sllm.platform.k3s_config_flags }}"
+    content: "{{ k3s_kubeconfig.content | b64decode | k3sllm.platform.k3s_controller_kubeconfig(k3s_api_host, 6443) }}"
 """
 
 from __future__ import annotations
@@ -27,6 +32,16 @@ def k3s_config_flags(settings: Mapping[str, Any]) -> dict[str, Any]:
         raise AnsibleFilterError(str(exc)) from exc
 
 
+def k3s_controller_kubeconfig(text: str, address: str, port: Any) -> str:
+    try:
+        return k3s_config.controller_kubeconfig(str(text), str(address), int(port))
+    except (k3s_config.K3sConfigError, ValueError) as exc:
+        raise AnsibleFilterError(str(exc)) from exc
+
+
 class FilterModule:
     def filters(self) -> dict[str, Any]:
-        return {"k3s_config_flags": k3s_config_flags}
+        return {
+            "k3s_config_flags": k3s_config_flags,
+            "k3s_controller_kubeconfig": k3s_controller_kubeconfig,
+        }

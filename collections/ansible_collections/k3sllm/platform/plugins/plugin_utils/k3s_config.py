@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import yaml
+
 REQUIRED_SETTINGS = (
     "node_name",
     "is_server",
@@ -48,6 +50,28 @@ def server_url(address: str, port: int) -> str:
     if ":" in host and not host.startswith("["):
         host = f"[{host}]"
     return f"https://{host}:{port}"
+
+
+def controller_kubeconfig(text: str, address: str, port: int) -> str:
+    """K3s's admin kubeconfig (``k3s.yaml``, which names the server 127.0.0.1) with every cluster's
+    ``server`` set to the API address the controller reaches; the rest, credentials included, as it was."""
+    try:
+        kubeconfig = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise K3sConfigError(f"k3s_controller_kubeconfig: k3s.yaml is not YAML ({exc})") from exc
+    clusters = kubeconfig.get("clusters") if isinstance(kubeconfig, dict) else None
+    if (
+        not isinstance(clusters, list)
+        or not clusters
+        or not all(isinstance(entry, dict) and isinstance(entry.get("cluster"), dict) for entry in clusters)
+    ):
+        raise K3sConfigError(
+            "k3s_controller_kubeconfig: k3s.yaml has no clusters: entries; K3s writes it when its server "
+            "starts (systemctl status k3s on the first server)"
+        )
+    for entry in clusters:
+        entry["cluster"]["server"] = server_url(address, port)
+    return yaml.safe_dump(kubeconfig, sort_keys=False, default_flow_style=False)
 
 
 def _flag(settings: Mapping[str, Any], key: str) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import yaml
 from ansible.errors import AnsibleFilterError
 
 from ansible_collections.k3sllm.platform.plugins.filter.k3s import FilterModule
@@ -161,3 +162,73 @@ def test_a_setting_the_role_forgot_is_named():
         FilterModule().filters()["k3s_config_flags"](
             {k: v for k, v in FIRST_SERVER.items() if k != "api_port"}
         )
+
+
+# K3s's k3s.yaml as the server writes it (keys shortened).
+K3S_YAML = """apiVersion: v1
+clusters:
+- cluster:
+    certificate-authority-data: Q0EK
+    server: https://127.0.0.1:6443
+  name: default
+contexts:
+- context:
+    cluster: default
+    user: default
+  name: default
+current-context: default
+kind: Config
+preferences: {}
+users:
+- name: default
+  user:
+    client-certificate-data: Q0VSVAo=
+    client-key-data: S0VZCg==
+"""
+
+
+def controller_kubeconfig(*args):
+    return FilterModule().filters()["k3s_controller_kubeconfig"](*args)
+
+
+@pytest.mark.parametrize(
+    ("address", "port", "server"),
+    [
+        ("192.0.2.10", 6443, "https://192.0.2.10:6443"),
+        ("llm.example.com", "16443", "https://llm.example.com:16443"),  # -e strings
+        ("2001:db8::10", 6443, "https://[2001:db8::10]:6443"),
+        ("[2001:db8::10]", 6443, "https://[2001:db8::10]:6443"),
+    ],
+)
+def test_kubeconfig_points_at_the_api_address_and_keeps_the_rest(address, port, server):
+    written = yaml.safe_load(controller_kubeconfig(K3S_YAML, address, port))
+    original = yaml.safe_load(K3S_YAML)
+    assert written["clusters"][0]["cluster"]["server"] == server
+    written["clusters"][0]["cluster"]["server"] = original["clusters"][0]["cluster"]["server"]
+    assert written == original
+
+
+def test_kubeconfig_is_written_the_same_every_run():
+    once = controller_kubeconfig(K3S_YAML, "192.0.2.10", 6443)
+    assert controller_kubeconfig(once, "192.0.2.10", 6443) == once
+
+
+def test_every_cluster_entry_is_pointed_at_the_server():
+    two = yaml.safe_load(K3S_YAML)
+    two["clusters"].append({"name": "other", "cluster": {"server": "https://127.0.0.1:6444"}})
+    written = yaml.safe_load(controller_kubeconfig(yaml.safe_dump(two), "192.0.2.10", 6443))
+    assert [c["cluster"]["server"] for c in written["clusters"]] == ["https://192.0.2.10:6443"] * 2
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", "k3s.yaml has no clusters: entries"),
+        ("kind: Config\nclusters: []\n", "k3s.yaml has no clusters: entries"),
+        ("clusters:\n- name: default\n", "k3s.yaml has no clusters: entries"),
+        ("clusters: [\n", "k3s.yaml is not YAML"),
+    ],
+)
+def test_a_kubeconfig_without_clusters_is_refused_with_where_to_look(text, message):
+    with pytest.raises(AnsibleFilterError, match=message):
+        controller_kubeconfig(text, "192.0.2.10", 6443)
