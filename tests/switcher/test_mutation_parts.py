@@ -132,3 +132,21 @@ async def test_idle_ttl_applies_to_a_model_listed_after_one_without_a_ttl(make_c
     assert c.metric("k3sllm_switcher_sleeps_total", model="b", reason="idle_ttl") == 1
     assert c.state("a") == "awake" and c.engines["a"].stats.sleeps == []
     assert [r.getMessage() for r in caplog.records] == []  # no failed housekeeping step
+
+
+async def test_the_release_of_a_late_sleeps_memory_is_logged_once_with_its_level(make_cluster, caplog):
+    # a's sleep outlasts both waits (a fails, counted at its share); the health poll then finds it
+    # sleeping but still releasing, and later reports the release once, with the level vLLM gives.
+    caplog.set_level("INFO", logger="switcher")
+    c = await make_cluster(AB, timings=Timings(sleep_s=1.0), policy={"sleep_timeout_seconds": 0.3})
+    assert (await c.request("b")).status == 503
+    expected = "model a: its engine has released its memory (sleep level 1)"
+
+    def released() -> list[str]:
+        return [r.getMessage() for r in caplog.records if "released its memory" in r.getMessage()]
+
+    await wait_until(lambda: expected in released(), within=4, what="the release to be logged")
+    assert c.manager.describe(c.manager.models["a"])["vram_in_use"] == 0.0
+    await asyncio.sleep(0.6)  # three more health polls: nothing new to report
+    assert released() == [expected]
+    assert c.state("a") == "sleeping"
