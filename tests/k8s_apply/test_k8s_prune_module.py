@@ -1,6 +1,7 @@
-"""k8s_prune against the Kubernetes API stand-in (tests/standins/kube_apiserver.py at the repository
-root): what it deletes, what it leaves, check mode, kinds without a CRD, and its errors. The role's use
-of it, end to end, is tested in tests/k8s_apply/test_apply.py."""
+"""The module k3sllm.platform.k8s_prune against the Kubernetes API stand-in
+(tests/standins/kube_apiserver.py): what it deletes, what it leaves, check mode, kinds without a CRD,
+and its errors. Here and not among the collection's unit tests, which must run without this
+repository's stand-ins (ansible-test units); the role's use of it, end to end, is in test_apply.py."""
 
 from __future__ import annotations
 
@@ -9,7 +10,10 @@ import json
 import pytest
 
 from ansible_collections.k3sllm.platform.plugins.modules import k8s_prune
+from ansible_collections.k3sllm.platform.tests.unit import conftest as collection_unit_tests
 from standins.kube_apiserver import KubeApiServer, builtin
+
+run_module = collection_unit_tests.run_module  # the collection's fixture: a module's main() in-process
 
 LABELS = {"app.kubernetes.io/managed-by": "k3sllm", "k3sllm.io/component": "vllm"}
 DEPLOYMENTS = {"api_version": "apps/v1", "kind": "Deployment", "namespace": "k3sllm"}
