@@ -10,7 +10,7 @@ import time
 import pytest
 
 from standins.vllm_cluster import wait_until
-from standins.vllm_engine import Timings
+from standins.vllm_engine import Faults, Timings
 
 AB = [{"name": "a"}, {"name": "b"}]
 
@@ -150,3 +150,49 @@ async def test_the_release_of_a_late_sleeps_memory_is_logged_once_with_its_level
     await asyncio.sleep(0.6)  # three more health polls: nothing new to report
     assert released() == [expected]
     assert c.state("a") == "sleeping"
+
+
+async def test_a_wedged_engine_does_not_stop_the_health_poll_learning_the_others(make_cluster):
+    # a's engine never answers /is_sleeping; the periodic poll must still learn that b's went away.
+    c = await make_cluster(
+        AB, awake=("b",), faults={"a": Faults(hang_status=True)}, policy={"engine_probe_timeout_seconds": 0.3}
+    )
+    await wait_until(lambda: c.state("b") == "awake", what="b learned awake")
+    await c.engines["b"].kill()
+    await wait_until(lambda: c.state("b") == "cold", within=3, what="b learned gone by the periodic poll")
+    assert c.state("a") == "cold"  # never answered
+    c.engines["a"].faults.hang_status = False
+
+
+async def test_an_engine_woken_behind_the_switchers_back_is_put_to_sleep_at_the_next_poll(make_cluster):
+    # The periodic poll learns that a, listed first, was woken outside the switcher while b is awake:
+    # over capacity, so the scheduler is told at once and puts one to sleep.
+    c = await make_cluster(AB, awake=("b",), gpu_gib=20, policy={"health_interval_seconds": 0.2})
+    async with c.session.post(c.engines["a"].base_url + "/wake_up") as resp:
+        assert resp.status == 200
+    await wait_until(
+        lambda: (
+            c.metric("k3sllm_switcher_sleeps_total", model="a", reason="over_capacity")
+            + c.metric("k3sllm_switcher_sleeps_total", model="b", reason="over_capacity")
+            == 1
+        ),
+        within=3,
+        what="one of a and b put to sleep",
+    )
+    assert sorted([c.state("a"), c.state("b")]) == ["awake", "sleeping"]
+    c.assert_gpu_safe()
+
+
+async def test_a_failed_engine_that_stops_answering_does_not_stop_the_health_poll(make_cluster, caplog):
+    # a could not be slept nor asked (failed, counted at its share); its probes keep getting no
+    # answer. The poll skips it (its state stays as the failure left it) and still learns b's engine
+    # went away.
+    caplog.set_level("ERROR", logger="switcher")
+    c = await make_cluster(AB, policy={"sleep_timeout_seconds": 0.3, "engine_probe_timeout_seconds": 0.3})
+    c.engines["a"].faults.hang_sleep = c.engines["a"].faults.hang_status = True
+    assert (await c.request("b")).status == 503
+    assert c.state("a") == "failed"
+    await c.engines["b"].kill()
+    await wait_until(lambda: c.state("b") == "cold", within=3, what="b learned gone by the periodic poll")
+    assert c.state("a") == "failed" and c.manager.describe(c.manager.models["a"])["vram_in_use"] == 1.0
+    assert [r.getMessage() for r in caplog.records] == []  # no failed housekeeping step
