@@ -124,6 +124,7 @@ class Stats:
     tokens: int = 0
     sleeps: list[int] = field(default_factory=list)
     sleep_modes: list[str | None] = field(default_factory=list)  # each /sleep's `mode`, None if absent
+    metrics_reads: int = 0  # GET /metrics calls (a Prometheus page: not free to render)
     wakes: list[str | None] = field(default_factory=list)
     prefix_resets: int = 0
     reloads: int = 0
@@ -386,6 +387,7 @@ class VllmEngineStandIn:
         return web.json_response(body)
 
     async def _metrics(self, request: web.Request) -> web.Response:
+        self.stats.metrics_reads += 1
         if self.faults.metrics_down:
             return web.Response(status=503, text="metrics unavailable (stand-in fault)")
         labels = f'engine="0",model_name="{self.name}"'

@@ -196,3 +196,46 @@ async def test_a_failed_engine_that_stops_answering_does_not_stop_the_health_pol
     await wait_until(lambda: c.state("b") == "cold", within=3, what="b learned gone by the periodic poll")
     assert c.state("a") == "failed" and c.manager.describe(c.manager.models["a"])["vram_in_use"] == 1.0
     assert [r.getMessage() for r in caplog.records] == []  # no failed housekeeping step
+
+
+async def test_a_request_queued_when_the_switcher_stops_is_told_so(make_cluster):
+    c = await make_cluster(AB, policy={"batch_window_seconds": 30, "retry_after_seconds": 7})
+    waiting = asyncio.create_task(c.request("b"))
+    await wait_until(lambda: len(c.manager.models["b"].queue) == 1, what="b's request to queue")
+    await c.manager.stop()
+    r = await waiting
+    assert r.status == 503 and r.headers["Retry-After"] == "7"
+    assert r.body["error"]["message"] == "the switcher is shutting down"
+    assert r.body["error"]["code"] == "model_unavailable"
+    await c.manager.stop()  # stopping again is harmless (the app's cleanup stops it once more)
+
+
+async def test_an_engine_found_sleeping_before_its_memory_is_released_holds_it_until_then(make_cluster):
+    # Both engines start after the switcher. a starts awake and is put to sleep outside the switcher;
+    # vLLM says sleeping from the pause on, but reports its level (and frees the memory) only after
+    # the release. Until then a holds its VRAM: b may not be woken on top of it.
+    gate = asyncio.Event()
+    c = await make_cluster(AB, start_engines=False, faults={"a": Faults(release_gate=gate)})
+    await c.engines["b"].start(asleep=True)
+    await c.engines["a"].start()
+    outside_sleep = asyncio.create_task(c.session.post(c.engines["a"].base_url + "/sleep?level=1"))
+    await wait_until(lambda: c.state("a") == c.state("b") == "sleeping", what="a and b found sleeping")
+    assert c.manager.describe(c.manager.models["a"])["vram_in_use"] == 1.0
+    waiting = asyncio.create_task(c.request("b"))
+    await asyncio.sleep(0.5)
+    assert not waiting.done() and c.engines["b"].stats.wakes == []
+    gate.set()  # a's memory is released
+    r = await waiting
+    assert r.status == 200 and r.model == "b"
+    (await outside_sleep).release()
+    c.assert_gpu_safe()
+
+
+async def test_the_health_poll_reads_the_sleep_level_only_of_an_engine_not_known_asleep(make_cluster):
+    # vLLM's /metrics is a whole Prometheus page: the poll reads it only to learn a sleep level it
+    # does not know (b, found sleeping at start), not on every poll of an engine known asleep.
+    c = await make_cluster(AB)
+    assert c.engines["b"].stats.metrics_reads == 1
+    await asyncio.sleep(0.8)  # about four health polls
+    assert c.engines["b"].stats.metrics_reads == 1
+    assert c.engines["a"].stats.metrics_reads == 0  # awake: no sleep level to read
