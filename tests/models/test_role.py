@@ -154,6 +154,19 @@ def test_role_refuses_a_catalog_that_does_not_fit_before_downloading(inventory, 
     assert hub.requests("GET", "/cdn-lfs/") == [] and hub.requests("HEAD") == []
 
 
+def test_an_unreachable_hub_stops_the_role_naming_the_endpoint_setting(inventory, run_playbook, tmp_path):
+    # Nothing listens on port 9 (discard) here: the Hub's listing fails at once.
+    run = run_playbook(
+        "tests/models/playbooks/role.yml", inventory(k3sllm_hf_endpoint="http://127.0.0.1:9"), "--check"
+    )
+    output = run.stdout + run.stderr
+    assert run.returncode != 0
+    assert "Cannot size the model weights: tiny:" in output and "tiny-main:" in output, output[-3000:]
+    assert "cannot reach http://127.0.0.1:9" in output and "k3sllm_hf_endpoint" in output, output[-3000:]
+    assert "has no attribute" not in output, output[-3000:]
+    assert not (tmp_path / "weights").exists()
+
+
 def test_role_leaves_weights_readable_by_the_engines_user(inventory, hub, sha, tmp_path, run_playbook):
     """The engines run as a non-root user that owns nothing here. The download module writes files 0644
     (and runs async, under umask 022), but a folder that already exists keeps its mode: one an operator
