@@ -239,3 +239,27 @@ async def test_the_health_poll_reads_the_sleep_level_only_of_an_engine_not_known
     await asyncio.sleep(0.8)  # about four health polls
     assert c.engines["b"].stats.metrics_reads == 1
     assert c.engines["a"].stats.metrics_reads == 0  # awake: no sleep level to read
+
+
+async def test_of_two_awake_by_default_models_that_do_not_fit_together_the_higher_priority_is_woken(
+    make_cluster,
+):
+    # b is listed first, a has the higher priority: a is woken, whatever the order of the config.
+    models = [
+        {"name": "b", "vram": 6, "awake_by_default": True},
+        {"name": "a", "vram": 6, "awake_by_default": True, "priority": 1},
+    ]
+    c = await make_cluster(models, coresidency=True, gpu_gib=10, awake=())
+    await wait_until(lambda: c.state("a") == "awake", what="a (higher priority) woken")
+    assert c.state("b") == "sleeping" and c.engines["b"].stats.wakes == []
+    c.assert_gpu_safe()
+
+
+async def test_a_batch_window_closes_on_time(make_cluster):
+    # The scheduler sleeps until the window's end, not a fixed slice longer than the window.
+    c = await make_cluster(AB, policy={"batch_window_seconds": 0.3})
+    started = time.monotonic()
+    r = await c.request("b")
+    took = time.monotonic() - started
+    assert r.status == 200 and r.model == "b"
+    assert 0.3 <= took < 0.9, took
