@@ -263,3 +263,30 @@ async def test_a_batch_window_closes_on_time(make_cluster):
     took = time.monotonic() - started
     assert r.status == 200 and r.model == "b"
     assert 0.3 <= took < 0.9, took
+
+
+async def test_the_admin_api_shows_a_model_never_probed_never_used_and_never_failed(make_cluster):
+    # b's engine never answers /is_sleeping, c's is up and asleep: neither has served a request or
+    # failed. The admin API says so (nulls, not a zero time or an empty error), and a client waiting
+    # for b is told why it is not available.
+    c = await make_cluster(
+        [*AB, {"name": "c"}],
+        faults={"b": Faults(hang_status=True)},
+        admin_token="parts-token",
+        policy={"engine_probe_timeout_seconds": 0.3, "queue_timeout_seconds": 0.5},
+    )
+    status, body = await c.admin("GET", "/admin/models", "parts-token")
+    assert status == 200
+    models = {m["name"]: m for m in body["models"]}
+    assert models["b"]["state"] == "cold" and models["b"]["reason"] == "not probed yet"
+    for name in "bc":
+        assert models[name]["idle_for_seconds"] is None, name
+        assert models[name]["last_error"] is None, name
+        assert models[name]["failures"] == 0 and models[name]["retry_in_seconds"] is None, name
+    r = await c.request("b")
+    assert r.status == 503 and r.body["error"]["code"] == "queue_timeout"
+    assert (
+        r.body["error"]["message"]
+        == "model b did not become available within 0.5s (state cold: not probed yet)"
+    )
+    c.engines["b"].faults.hang_status = False
