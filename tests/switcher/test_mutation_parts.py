@@ -213,21 +213,33 @@ async def test_a_request_queued_when_the_switcher_stops_is_told_so(make_cluster)
 async def test_an_engine_found_sleeping_before_its_memory_is_released_holds_it_until_then(make_cluster):
     # Both engines start after the switcher. a starts awake and is put to sleep outside the switcher;
     # vLLM says sleeping from the pause on, but reports its level (and frees the memory) only after
-    # the release. Until then a holds its VRAM: b may not be woken on top of it.
+    # the release. Until then a holds its VRAM: b may not be woken on top of it. The probe that sees
+    # the release tells the scheduler at once (the periodic look at a blocked model is 1 s apart).
     gate = asyncio.Event()
-    c = await make_cluster(AB, start_engines=False, faults={"a": Faults(release_gate=gate)})
+    c = await make_cluster(
+        AB,
+        start_engines=False,
+        faults={"a": Faults(release_gate=gate)},
+        policy={"health_interval_seconds": 30},
+    )
     await c.engines["b"].start(asleep=True)
     await c.engines["a"].start()
     outside_sleep = asyncio.create_task(c.session.post(c.engines["a"].base_url + "/sleep?level=1"))
+    await wait_until(lambda: c.engines["a"].state == "sleeping", what="a's engine paused")
+    for name in "ab":
+        c.manager.report_engine_error(c.manager.models[name])  # probe now, not at the next poll
     await wait_until(lambda: c.state("a") == c.state("b") == "sleeping", what="a and b found sleeping")
     assert c.manager.describe(c.manager.models["a"])["vram_in_use"] == 1.0
     waiting = asyncio.create_task(c.request("b"))
-    await asyncio.sleep(0.5)
+    await asyncio.sleep(0.2)
     assert not waiting.done() and c.engines["b"].stats.wakes == []
-    gate.set()  # a's memory is released
+    gate.set()
+    (await outside_sleep).release()  # answered once a's memory is released
+    released = time.monotonic()
+    c.manager.report_engine_error(c.manager.models["a"])
     r = await waiting
     assert r.status == 200 and r.model == "b"
-    (await outside_sleep).release()
+    assert time.monotonic() - released < 0.5
     c.assert_gpu_safe()
 
 
