@@ -38,6 +38,10 @@ async def boot_line(c) -> dict:
     return body["boot"]
 
 
+def debug_lines(caplog) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == "switcher" and r.levelno == logging.DEBUG]
+
+
 def boot_sleeps(c, name: str) -> float:
     return c.metric("k3sllm_switcher_sleeps_total", model=name, reason="boot")
 
@@ -264,11 +268,7 @@ async def test_why_a_boot_waits_is_logged_for_the_operator(make_cluster, caplog)
     await c.engines["b"].kill()
     assert (await ask_boot(c, "b"))[0] == 423
     expected = "boot of b waits: a holds the GPU and no request waits for this model"
-
-    def logged() -> list[str]:
-        return [r.getMessage() for r in caplog.records if r.name == "switcher" and r.levelno == logging.DEBUG]
-
-    await wait_until(lambda: expected in logged(), what="why b's boot waits, in the log")
+    await wait_until(lambda: expected in debug_lines(caplog), what="why b's boot waits, in the log")
 
 
 async def test_a_boot_whose_room_cannot_be_made_is_tried_again_after_the_back_off(make_cluster, caplog):
@@ -311,3 +311,59 @@ async def test_a_boot_whose_room_cannot_be_made_is_tried_again_after_the_back_of
     await c.engines["b"].start()
     assert (await wanted).model == "b"
     c.assert_gpu_safe()
+
+
+async def test_a_boot_waits_for_vram_a_failed_engine_holds_and_goes_once_it_is_gone(make_cluster, caplog):
+    caplog.set_level(logging.DEBUG, logger="switcher")
+    c = await make_cluster(
+        [{"name": "a"}, {"name": "b"}],
+        awake=("a",),
+        admin_token=TOKEN,
+        policy={
+            "sleep_timeout_seconds": 0.3,
+            "engine_probe_timeout_seconds": 0.3,
+            "retry_backoff_initial_seconds": 30,
+            "retry_backoff_max_seconds": 30,
+        },
+    )
+    # a's engine answers no control call: put to sleep by the operator, it is failed and counted as
+    # holding the GPU (what it holds is unknown), and backed off for 30 s.
+    c.engines["a"].faults.hang_sleep = True
+    c.engines["a"].faults.hang_status = True
+    status, body = await c.admin("POST", "/admin/models/a/sleep", TOKEN)
+    assert (status, body["state"], body["vram_in_use"]) == (409, "failed", 1.0)
+    await c.engines["b"].kill()
+    assert (await ask_boot(c, "b", wait=0.5))[0] == 423  # no awake model can make room
+    expected = (
+        "boot of b waits: b needs 1 more but only 0 is free and putting every awake model to sleep "
+        "frees 0 (capacity 1)"
+    )
+    await wait_until(lambda: expected in debug_lines(caplog), what="why b's boot waits, in the log")
+    assert c.manager.grant is None
+    await c.engines["a"].kill()  # a's pod is gone, and its memory with it; nothing else happens
+    await wait_until(lambda: c.manager.grant == "b", what="b's boot once a's engine is gone")
+    await c.engines["b"].start()
+    await wait_until(lambda: c.state("b") == "sleeping", what="b ready")
+    c.assert_gpu_safe()
+
+
+async def test_a_waiting_boot_is_looked_at_again_every_half_second(make_cluster, caplog):
+    # Not in a busy loop, and not only at the next health poll (10 s here): each look is logged.
+    caplog.set_level(logging.DEBUG, logger="switcher")
+    c = await make_cluster(
+        [{"name": "a"}, {"name": "b"}], awake=("a",), policy={"health_interval_seconds": 10}
+    )
+    await c.engines["b"].kill()
+    assert (await ask_boot(c, "b"))[0] == 423
+
+    def looks() -> list[float]:
+        return [
+            r.created
+            for r in caplog.records
+            if r.name == "switcher" and r.getMessage().startswith("boot of b waits:")
+        ]
+
+    await wait_until(lambda: len(looks()) >= 4, what="four looks at b's boot")
+    first, fourth = looks()[0], looks()[3]
+    assert 0.75 <= fourth - first <= 3.0  # three intervals of 0.5 s
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
