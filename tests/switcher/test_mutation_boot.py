@@ -367,3 +367,56 @@ async def test_a_waiting_boot_is_looked_at_again_every_half_second(make_cluster,
     first, fourth = looks()[0], looks()[3]
     assert 0.75 <= fourth - first <= 3.0  # three intervals of 0.5 s
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+async def test_after_a_boot_grant_the_next_switch_is_chosen_by_the_clock_after_the_grant(make_cluster):
+    # Co-residency on 20: a (15) awake, b (8) restarting, x and y (8 each) asleep: x or y fits beside
+    # the booting b, not beside a. a, used a moment ago, keeps its slice against x and y, but not
+    # against b's wanted boot. a's sleep for the boot is held until y's request has waited past half
+    # its queue timeout: y is then overdue and goes before x, whose five priority-10 requests score
+    # higher. The choice after the grant must be made at the time of the grant, not at the time the
+    # boot step began (before a's sleep).
+    models = [
+        {"name": "a", "vram": 15},
+        {"name": "b", "vram": 8},
+        {"name": "x", "vram": 8, "priority": 10},
+        {"name": "y", "vram": 8},
+    ]
+    c = await make_cluster(
+        models,
+        coresidency=True,
+        gpu_gib=20,
+        awake=("a",),
+        policy={
+            "min_residency_seconds": 30,
+            "demand_grace_seconds": 30,
+            "queue_timeout_seconds": 4,
+            "sleep_timeout_seconds": 30,
+        },
+    )
+    assert (await c.request("a")).model == "a"
+    await c.engines["b"].kill()
+    hold = asyncio.Event()
+    c.engines["a"].faults.release_gate = hold
+    y_since = time.monotonic()
+    for_y = asyncio.create_task(c.request("y"))
+    await wait_until(lambda: len(c.manager.models["y"].queue) == 1, what="y's request to queue")
+    for_x = [asyncio.create_task(c.request("x")) for _ in range(5)]
+    await wait_until(lambda: len(c.manager.models["x"].queue) == 5, what="x's requests to queue")
+    for_b = asyncio.create_task(c.request("b"))
+    await wait_until(lambda: len(c.manager.models["b"].queue) == 1, what="b's request to queue")
+    assert (await ask_boot(c, "b"))[1]["queue"] == ["b"]
+    await wait_until(lambda: c.engines["a"].state == "sleeping", what="a asked to sleep for b's boot")
+    assert time.monotonic() - y_since < 2.0  # the boot step began before y was overdue
+    await wait_until(lambda: time.monotonic() - y_since > 2.2, what="y's request to be overdue")
+    hold.set()
+    r = await for_y
+    assert r.status == 200 and r.model == "y"
+    assert c.engines["x"].stats.wakes == []
+    assert c.manager.grant == "b"
+    await c.engines["b"].start()
+    assert (await for_b).model == "b"
+    for task in for_x:  # x's clients give up: y keeps its slice
+        task.cancel()
+    await asyncio.gather(*for_x, return_exceptions=True)
+    c.assert_gpu_safe()
