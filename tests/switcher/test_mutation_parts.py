@@ -302,3 +302,45 @@ async def test_the_admin_api_shows_a_model_never_probed_never_used_and_never_fai
         == "model b did not become available within 0.5s (state cold: not probed yet)"
     )
     c.engines["b"].faults.hang_status = False
+
+
+async def test_a_model_kept_asleep_by_a_failed_engine_is_looked_at_again_within_a_second(
+    make_cluster, caplog
+):
+    # c's wake fails and its engine then gives no answer: c may hold its whole share, so a (slept for
+    # c) is not woken back, and a's request waits. When c's engine is found asleep during its back-off
+    # (its state stays failed), a is woken at the scheduler's next look at the blocked model: within
+    # a second (min(1 s, health_interval_seconds)), and without spinning meanwhile.
+    caplog.set_level("DEBUG", logger="switcher")
+    c = await make_cluster(
+        [*AB, {"name": "c"}],
+        policy={
+            "health_interval_seconds": 30,
+            "engine_probe_timeout_seconds": 0.2,
+            "retry_backoff_initial_seconds": 30,
+            "retry_backoff_max_seconds": 30,
+            "queue_timeout_seconds": 4,
+        },
+    )
+    c.engines["c"].faults.fail_wakes = 1
+    c.engines["c"].faults.hang_status = True
+    assert (await c.request("c")).status == 503
+    failed = c.manager.models["c"]
+    assert c.state("c") == "failed" and failed.use == 1.0 and c.state("a") == "sleeping"
+    started = time.monotonic()
+    waiting = asyncio.create_task(c.request("a"))
+    await asyncio.sleep(0.2)
+    c.engines["c"].faults.hang_status = False
+    c.manager.report_engine_error(failed)
+    await wait_until(lambda: failed.use == 0.0, what="c's engine found asleep")
+    r = await waiting
+    assert r.status == 200 and r.model == "a"
+    assert time.monotonic() - started < 1.6
+    expected = (
+        "waiting: a needs 1 more but only 0 is free and putting every awake model to sleep frees 0 "
+        "(capacity 1)"
+    )
+    waits = [m for m in caplog.messages if m.startswith("waiting: ")]
+    assert waits and set(waits) == {expected} and len(waits) <= 3, waits
+    assert [r.getMessage() for r in caplog.records if r.levelname == "ERROR"] == []  # no failed step
+    c.assert_gpu_safe()
