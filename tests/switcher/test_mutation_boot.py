@@ -365,7 +365,7 @@ async def test_a_waiting_boot_is_looked_at_again_every_half_second(make_cluster,
 
     await wait_until(lambda: len(looks()) >= 4, what="four looks at b's boot")
     first, fourth = looks()[0], looks()[3]
-    assert 0.75 <= fourth - first <= 3.0  # three intervals of 0.5 s
+    assert 0.75 <= fourth - first <= 3.5  # three intervals of 0.5 s
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
 
 
@@ -390,7 +390,7 @@ async def test_after_a_boot_grant_the_next_switch_is_chosen_by_the_clock_after_t
         policy={
             "min_residency_seconds": 30,
             "demand_grace_seconds": 30,
-            "queue_timeout_seconds": 4,
+            "queue_timeout_seconds": 5,
             "sleep_timeout_seconds": 30,
         },
     )
@@ -407,8 +407,8 @@ async def test_after_a_boot_grant_the_next_switch_is_chosen_by_the_clock_after_t
     await wait_until(lambda: len(c.manager.models["b"].queue) == 1, what="b's request to queue")
     assert (await ask_boot(c, "b"))[1]["queue"] == ["b"]
     await wait_until(lambda: c.engines["a"].state == "sleeping", what="a asked to sleep for b's boot")
-    assert time.monotonic() - y_since < 2.0  # the boot step began before y was overdue
-    await wait_until(lambda: time.monotonic() - y_since > 2.2, what="y's request to be overdue")
+    assert time.monotonic() - y_since < 2.5  # the boot step began before y was overdue
+    await wait_until(lambda: time.monotonic() - y_since > 2.7, what="y's request to be overdue")
     hold.set()
     r = await for_y
     assert r.status == 200 and r.model == "y"
