@@ -125,6 +125,7 @@ class Stats:
     sleeps: list[int] = field(default_factory=list)
     sleep_modes: list[str | None] = field(default_factory=list)  # each /sleep's `mode`, None if absent
     metrics_reads: int = 0  # GET /metrics calls (a Prometheus page: not free to render)
+    status_probes: int = 0  # GET /is_sleeping calls
     wakes: list[str | None] = field(default_factory=list)
     prefix_resets: int = 0
     reloads: int = 0
@@ -290,6 +291,7 @@ class VllmEngineStandIn:
         return web.Response(status=200)
 
     async def _is_sleeping(self, request: web.Request) -> web.Response:
+        self.stats.status_probes += 1
         if self.faults.hang_status:
             await asyncio.Event().wait()
         return web.json_response({"is_sleeping": self.state == "sleeping"})

@@ -344,3 +344,25 @@ async def test_a_model_kept_asleep_by_a_failed_engine_is_looked_at_again_within_
     assert waits and set(waits) == {expected} and len(waits) <= 3, waits
     assert [r.getMessage() for r in caplog.records if r.levelname == "ERROR"] == []  # no failed step
     c.assert_gpu_safe()
+
+
+async def test_each_engine_is_polled_once_per_health_interval(make_cluster):
+    # Once at start, then every health_interval_seconds (1 s here): in the first 1.5 s, twice.
+    c = await make_cluster(AB, policy={"health_interval_seconds": 1.0})
+    started = time.monotonic()
+    assert [e.stats.status_probes for e in c.engines.values()] == [1, 1]
+    await asyncio.sleep(1.5 - (time.monotonic() - started))
+    assert [e.stats.status_probes for e in c.engines.values()] == [2, 2]
+
+
+async def test_an_idle_ttl_is_applied_within_a_fifth_of_a_second_whatever_the_health_interval(make_cluster):
+    # The housekeeping looks at idle TTLs every 0.2 s (or half the health interval, if shorter), not
+    # only at each health poll (30 s here).
+    c = await make_cluster(
+        [{"name": "a", "idle_ttl_seconds": 0.1}, {"name": "b"}], policy={"health_interval_seconds": 30}
+    )
+    assert (await c.request("a")).status == 200
+    ended = time.monotonic()
+    c.manager.report_engine_error(c.manager.models["b"])  # a housekeeping step now: a is not idle yet
+    await wait_until(lambda: c.state("a") == "sleeping", within=3, what="a slept by its idle TTL")
+    assert time.monotonic() - ended < 0.8
