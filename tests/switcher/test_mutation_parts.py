@@ -366,3 +366,45 @@ async def test_an_idle_ttl_is_applied_within_a_fifth_of_a_second_whatever_the_he
     c.manager.report_engine_error(c.manager.models["b"])  # a housekeeping step now: a is not idle yet
     await wait_until(lambda: c.state("a") == "sleeping", within=3, what="a slept by its idle TTL")
     assert time.monotonic() - ended < 0.8
+
+
+async def test_a_failed_model_stays_failed_during_its_back_off_whatever_its_engine_says(make_cluster):
+    # b's wake fails (its engine stays asleep): b is failed and backed off for 30 s. The health polls
+    # that find its engine asleep meanwhile keep the failure visible (state, metric, the 503's reason).
+    c = await make_cluster(AB, policy={"retry_backoff_initial_seconds": 30, "retry_backoff_max_seconds": 30})
+    c.engines["b"].faults.fail_wakes = 1
+    assert (await c.request("b")).status == 503
+    engine = c.engines["b"]
+    probes = engine.stats.status_probes
+    await wait_until(lambda: engine.stats.status_probes >= probes + 3, what="three more polls of b")
+    assert c.state("b") == "failed" and engine.state == "sleeping"
+    assert c.metric("k3sllm_switcher_model_state", model="b", state="failed") == 1
+    r = await c.request("b")
+    assert r.status == 503 and r.body["error"]["message"] == "model b is unavailable: wake failed"
+
+
+async def test_a_failed_model_found_still_awake_during_its_back_off_keeps_its_vram_counted(
+    make_cluster, caplog
+):
+    # a could be neither slept nor asked (failed, counted at its share). Its engine then answers again:
+    # still awake, as its sleep never happened. During its back-off a stays failed, holding its share.
+    caplog.set_level("ERROR", logger="switcher")
+    c = await make_cluster(
+        AB,
+        policy={
+            "sleep_timeout_seconds": 0.3,
+            "engine_probe_timeout_seconds": 0.3,
+            "retry_backoff_initial_seconds": 30,
+            "retry_backoff_max_seconds": 30,
+        },
+    )
+    engine = c.engines["a"]
+    engine.faults.hang_sleep = engine.faults.hang_status = True
+    assert (await c.request("b")).status == 503
+    engine.faults.hang_status = False
+    probes = engine.stats.status_probes
+    await wait_until(lambda: engine.stats.status_probes >= probes + 3, what="three more polls of a")
+    described = c.manager.describe(c.manager.models["a"])
+    assert described["state"] == "failed" and described["vram_in_use"] == 1.0
+    assert engine.state == "awake"
+    assert [r.getMessage() for r in caplog.records] == []
