@@ -291,8 +291,10 @@ async def test_the_admin_api_shows_a_model_never_probed_never_used_and_never_fai
     assert status == 200
     models = {m["name"]: m for m in body["models"]}
     assert models["b"]["state"] == "cold" and models["b"]["reason"] == "not probed yet"
+    assert models["b"]["vram_in_use"] == 0.0
     for name in "bc":
         assert models[name]["idle_for_seconds"] is None, name
+        assert models[name]["draining"] is False and models[name]["awake_for_seconds"] is None, name
         assert models[name]["last_error"] is None, name
         assert models[name]["failures"] == 0 and models[name]["retry_in_seconds"] is None, name
     r = await c.request("b")
@@ -408,3 +410,16 @@ async def test_a_failed_model_found_still_awake_during_its_back_off_keeps_its_vr
     assert described["state"] == "failed" and described["vram_in_use"] == 1.0
     assert engine.state == "awake"
     assert [r.getMessage() for r in caplog.records] == []
+
+
+async def test_an_idle_ttl_on_a_model_never_awake_does_not_stop_the_others(make_cluster, caplog):
+    # b (asleep since start, never awake) and a (awake) both have an idle TTL: a is put to sleep by
+    # its TTL; b, listed first, is simply not awake.
+    caplog.set_level("ERROR", logger="switcher")
+    c = await make_cluster(
+        [{"name": "b", "idle_ttl_seconds": 0.3}, {"name": "a", "idle_ttl_seconds": 0.3}], awake=("a",)
+    )
+    await wait_until(lambda: c.state("a") == "sleeping", within=3, what="a slept by its idle TTL")
+    assert c.metric("k3sllm_switcher_sleeps_total", model="a", reason="idle_ttl") == 1
+    assert c.state("b") == "sleeping"
+    assert [r.getMessage() for r in caplog.records] == []  # no failed housekeeping step
