@@ -186,7 +186,9 @@ async def _request_path(
         assert resp.status == 200 and (await resp.json())["model"] == "tiny-b"
 
     # Streaming: greedy and seeded, so the stream fetched through the switcher (which wakes tiny-a)
-    # must equal the one then fetched from the awake engine directly, event for event.
+    # must carry the text of the one then fetched from the awake engine directly, and end the same.
+    # Not event for event: vLLM merges the deltas of a stream whose reader lags (on a busy machine),
+    # so two identical requests can be cut into chunks differently.
     body = {
         "model": "tiny-a",
         "messages": [{"role": "user", "content": "hi"}],
@@ -202,7 +204,8 @@ async def _request_path(
     assert via_switcher[-1]["usage"]["completion_tokens"] == 12
     assert all(e["model"] == "tiny-a" for e in via_switcher)
     assert len(via_switcher) >= 3
-    assert [_delta(e) for e in via_switcher] == [_delta(e) for e in direct]
+    assert _text(via_switcher) == _text(direct) and _text(direct)
+    assert _finish_reasons(via_switcher) == _finish_reasons(direct) == ["length"]
 
     async with session.post(base + "/v1/chat/completions", json={"model": "nope", "messages": []}) as resp:
         assert resp.status == 404
@@ -221,6 +224,14 @@ async def _stream_events(session: aiohttp.ClientSession, url: str, body: dict) -
                 events.append(json.loads(line[6:]))
     assert done, "stream ended without [DONE]"
     return events
+
+
+def _text(events: list[dict]) -> str:
+    return "".join(content for content, _ in map(_delta, events) if content)
+
+
+def _finish_reasons(events: list[dict]) -> list[str]:
+    return [reason for _, reason in map(_delta, events) if reason]
 
 
 def _delta(event: dict) -> tuple:
