@@ -50,13 +50,13 @@ setup-litellm: deps
 # Everything side by side, each part as soon as what it needs is there: lint and the syntax checks at
 # once, molecule when its systemd images are built, pytest when the vLLM and LiteLLM installs are done.
 # The installs and image builds wait mostly on downloads and lint mostly keeps one core busy, so the
-# scenarios and the tests use the CPU they leave. -k: every part always finishes.
+# scenarios and the tests use the CPU they leave. -k: every part always finishes. (ansible.cfg names an
+# inventory file: with an empty `inventory =`, ansible-lint's syntax checks once ran
+# scripts/setup-vllm-cpu.sh as an inventory script and restarted the build beside it.)
 test: setup deps
 	@$(MAKE) --no-print-directory -k -j8 pytest molecule lint syntax
 
-# The one-time preparations alone, side by side (quick no-ops once everything is in place). (ansible.cfg
-# names an inventory file: with an empty `inventory =`, ansible-lint's syntax checks once ran
-# scripts/setup-vllm-cpu.sh as an inventory script and restarted the build beside it.)
+# The one-time preparations alone, side by side (quick no-ops once everything is in place).
 prepare: setup deps
 	@$(MAKE) --no-print-directory -j5 setup-vllm setup-litellm images
 
