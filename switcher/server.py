@@ -39,8 +39,13 @@ HEALTH_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 # request, counted per client below), the control pool, logs, the listening socket.
 _FD_MARGIN = 64
 # Listen backlog, which is also how many connections asyncio accepts in one go (each takes a
-# descriptor before the cap can close it).
+# descriptor before the cap can close it). Lowered when descriptors are scarce.
 ACCEPT_BACKLOG = 128
+# Accept bursts whose descriptors can be open beyond the cap at once: asyncio accepts a burst in one
+# loop iteration, makes their transports in the next, calls connection_made (where the cap refuses or
+# evicts) in the third and closes the refused or evicted sockets only in the fourth, while a flood
+# keeps the listening socket readable and a new burst arrives in every iteration.
+_ACCEPT_BURSTS_IN_FLIGHT = 3
 # A reserve connection must send its request quickly: it exists for probes, which do.
 _RESERVE_HEADER_SECONDS = 2.0
 
@@ -52,6 +57,7 @@ class ConnectionGuard:
         self.limits = limits
         self.max_connections = limits.max_connections
         self.reserve = limits.health_reserve_connections
+        self.accept_backlog = ACCEPT_BACKLOG
         self.normal = 0
         self.reserved = 0
         self.refused = 0
@@ -102,8 +108,9 @@ class ConnectionGuard:
     def fit_to_fd_limit(self) -> None:
         """Raise the soft fd limit to the hard one; lower the cap if the fds still do not cover it.
 
-        Each client connection may need a second descriptor for its engine connection, and one
-        burst of accepts takes up to ``ACCEPT_BACKLOG`` descriptors before the cap applies.
+        Each client connection may need a second descriptor for its engine connection, and during
+        a flood ``_ACCEPT_BURSTS_IN_FLIGHT`` accept bursts hold descriptors before the cap closes
+        them; with few descriptors the burst (the backlog) shrinks so they stay a small share.
         """
         soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
         if soft != resource.RLIM_INFINITY and (hard == resource.RLIM_INFINITY or hard > soft):
@@ -114,7 +121,11 @@ class ConnectionGuard:
                 pass
         if soft == resource.RLIM_INFINITY:
             return
-        fit = max(1, (soft - _FD_MARGIN - ACCEPT_BACKLOG) // 2 - self.reserve)
+        spare = max(0, soft - _FD_MARGIN)
+        # At most a quarter of the spare descriptors for accepts in flight, never under 8 a burst.
+        self.accept_backlog = min(ACCEPT_BACKLOG, max(8, spare // (4 * _ACCEPT_BURSTS_IN_FLIGHT)))
+        in_flight = _ACCEPT_BURSTS_IN_FLIGHT * self.accept_backlog
+        fit = max(1, (spare - in_flight) // 2 - self.reserve)
         if fit < self.max_connections:
             log.warning(
                 "limits.max_connections=%d does not fit the file-descriptor limit %d; using %d",
@@ -273,7 +284,7 @@ class GuardedSite(web.TCPSite):
     __slots__ = ("_guard", "_handler_kwargs")
 
     def __init__(self, runner: web.AppRunner, host: str, port: int, guard: ConnectionGuard, **kwargs: Any):
-        super().__init__(runner, host, port, backlog=ACCEPT_BACKLOG)
+        super().__init__(runner, host, port, backlog=guard.accept_backlog)
         self._guard = guard
         self._handler_kwargs = kwargs
 

@@ -157,5 +157,5 @@ async def test_file_descriptor_limit_is_never_reached(tmp_path):
         ) as resp:
             assert resp.status == 200
     log = running.stderr.read_text()
-    assert "limits.max_connections=1024 does not fit the file-descriptor limit 256; using 16" in log
+    assert "limits.max_connections=1024 does not fit the file-descriptor limit 256; using 56" in log
     assert "Too many open files" not in log and len(log) < 20_000
