@@ -43,7 +43,12 @@ class HealthPolling(Transitions):
             for m, version, result, level in zip(targets, versions, results, levels, strict=True):
                 if m.version != version or result is None:
                     continue  # something changed while we probed: that transition knows better
+                use_before = m.use
                 changed |= self._apply_probe(m, result, level, initial)
+                if m.use != use_before:
+                    # A failed model's memory can be freed during its back-off, its state unchanged:
+                    # a wake that waited for that memory may go ahead now.
+                    changed = True
         if changed:
             self.kick()
 
