@@ -204,6 +204,14 @@ def _recorded_spend(stack, key_alias: str) -> float:
     return float(value or 0)
 
 
+def _spend_log_rows(stack, key_alias: str) -> int:
+    value = stack.pg.psql(
+        'SELECT count(*) FROM "LiteLLM_SpendLogs" s JOIN "LiteLLM_VerificationToken" t ON s.api_key = t.token '
+        f"WHERE t.key_alias = '{key_alias}'"
+    )
+    return int(value)
+
+
 def test_key_over_budget_is_refused_once_spend_is_recorded(litellm_stack):
     """Spend is counted at the catalog's prices and written to PostgreSQL in batches (seconds to a
     minute after the call); once it passes the key's budget, the key is refused with LiteLLM's 422
@@ -220,11 +228,12 @@ def test_key_over_budget_is_refused_once_spend_is_recorded(litellm_stack):
     while (spend := _recorded_spend(litellm_stack, "budget")) <= budget:
         assert time.monotonic() < deadline, f"spend {spend} not recorded past {budget} in PostgreSQL"
         time.sleep(2)
-    logs = litellm_stack.pg.psql(
-        'SELECT count(*) FROM "LiteLLM_SpendLogs" s JOIN "LiteLLM_VerificationToken" t ON s.api_key = t.token '
-        "WHERE t.key_alias = 'budget'"
-    )
-    assert int(logs) == 1
+    # LiteLLM writes the key's spend and the spend log rows in separate batches: the row can come
+    # a moment after the spend (seen once under CI's load).
+    while (logs := _spend_log_rows(litellm_stack, "budget")) == 0:
+        assert time.monotonic() < deadline, "the call's spend log row was not written to PostgreSQL"
+        time.sleep(2)
+    assert logs == 1
 
     with pytest.raises(openai.APIStatusError) as refused:
         _chat(client, model)
